@@ -1,0 +1,710 @@
+/**
+ * The pool engine. All state lives in this closure and changes only inside synchronous sections (the JS runtime
+ * is single-threaded, so each section is atomic); fibers are only for waiting, connecting, resetting, closing and
+ * timers. The rules are listed in `Pool.ts`.
+ *
+ * Invariants:
+ * - An entry is in exactly one state; `all` holds every entry not CLOSED, `idle` exactly the IDLE ones.
+ * - A waiter is on `waiters` until it is handed an entry (`waiter.entry`) or leaves; a waiter that leaves after
+ *   being handed one gives it back, so no entry is ever stranded.
+ * - `pending` counts connect loops alive; `all.size + pending <= maxSize` except transiently after a shrink.
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Random from "effect/Random"
+import * as Scope from "effect/Scope"
+import type { Connector } from "../Connector.ts"
+import type { AcquireOptions, Options, Pool } from "../Pool.ts"
+import { PoolClosed, type PoolConfigError, PoolTimeout, TooManyRequests } from "../PoolError.ts"
+import type { ClosedByReason, PoolStats } from "../PoolStats.ts"
+import { makeBackoff } from "./backoff.ts"
+import { resolve, sizes } from "./config.ts"
+import { List, type Node } from "./list.ts"
+import { makeMetrics } from "./metrics.ts"
+
+const IDLE = 0
+const BORROWED = 1
+const RETURNING = 2
+const CHECKING = 3
+const CLOSED = 4
+
+interface Entry<C> extends Node<Entry<C>> {
+  readonly conn: C
+  readonly expiresAt: number
+  readonly generation: number
+  state: number
+  uses: number
+  /** When it last became idle (or was opened): the checkout check and the shrinker read it. */
+  returnedAt: number
+  borrowedAt: number
+  /** Served a lease: a check failure on a connection that never served counts as a failed connect. */
+  served: boolean
+  invalid: boolean
+  timer: Fiber.Fiber<unknown> | undefined
+  leak: Fiber.Fiber<unknown> | undefined
+}
+
+interface Waiter<C> extends Node<Waiter<C>> {
+  resume: ((effect: Effect.Effect<Entry<C>, PoolClosed>) => void) | undefined
+  entry: Entry<C> | undefined
+}
+
+type Counters = {
+  -readonly [K in Exclude<
+    keyof PoolStats,
+    "poolMin" | "poolMax" | "poolSize" | "poolAvailable" | "requestsWaiting" | "connectionsPending" | "closed"
+  >]: number
+}
+
+const zeroCounters = (): Counters => ({
+  requestsNum: 0,
+  requestsQueued: 0,
+  requestsWaitMs: 0,
+  requestsErrors: 0,
+  requestsCancelled: 0,
+  acquireMs: 0,
+  usageMs: 0,
+  returnsBad: 0,
+  connectionsNum: 0,
+  connectionsMs: 0,
+  connectionsErrors: 0,
+  connectionsLost: 0
+})
+
+const zeroClosed = (): { -readonly [K in keyof ClosedByReason]: number } => ({
+  broken: 0,
+  checkFailed: 0,
+  interrupted: 0,
+  lifetime: 0,
+  maxUses: 0,
+  idle: 0,
+  drained: 0,
+  surplus: 0,
+  resetFailed: 0,
+  poolClosed: 0
+})
+
+const interruptedOrDied = (exit: Exit.Exit<unknown, unknown>): boolean =>
+  Exit.isFailure(exit) && (Cause.hasInterrupts(exit.cause) || Cause.hasDies(exit.cause))
+
+export const make = Effect.fnUntraced(function*<C, E = unknown>(
+  connector: Connector<C, E>,
+  options: Options<C, E> = {}
+): Effect.fn.Return<Pool<C>, PoolConfigError, Scope.Scope> {
+  const cfg = yield* resolve(options)
+  const context = yield* Effect.context<never>()
+  const clock = yield* Clock.Clock
+  const random = yield* Random.Random
+  const runFork = Effect.runForkWith(context)
+  const backoff = yield* makeBackoff(cfg.reconnectSchedule)
+  const metrics = makeMetrics(cfg.name, context)
+  const checkRun = cfg.checkRun ?? connector.ping
+  const reset = connector.reset
+  const needsReset = connector.needsReset
+
+  let minSize = cfg.minSize
+  let maxSize = cfg.maxSize
+  const all = new Set<Entry<C>>()
+  const byConn = new Map<C, Entry<C>>()
+  const idle = new List<Entry<C>>()
+  const waiters = new List<Waiter<C>>()
+  const readyWaiters = new Set<Deferred.Deferred<void, PoolClosed>>()
+  const fibers = new Set<Fiber.Fiber<unknown, unknown>>()
+  let pending = 0
+  let returning = 0
+  let generation = 0
+  let closing = false
+  let closeDone: Deferred.Deferred<void> | undefined
+  let allReturned: Deferred.Deferred<void> | undefined
+  // Lowest idle count seen since the shrinker last ran: that many connections were never needed in the window.
+  let idleLow = 0
+  // Reconnect state, shared by every connect loop so that a sick server sees one probe at a time.
+  let streak = 0
+  let nextAttemptAt = 0
+  let outageStart = -1
+  let outageReported = false
+  let lastConnectError: unknown = undefined
+  const counters = zeroCounters()
+  let base = zeroCounters()
+  const closed = zeroClosed()
+  let closedBase = zeroClosed()
+
+  const now = () => clock.currentTimeMillisUnsafe()
+
+  const spawn = (effect: Effect.Effect<unknown>): Fiber.Fiber<unknown> => {
+    const fiber = runFork(effect)
+    fibers.add(fiber)
+    fiber.addObserver(() => fibers.delete(fiber))
+    return fiber
+  }
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Stats
+  // ---------------------------------------------------------------------------------------------------------------
+
+  const snapshot = (): PoolStats => {
+    const out = { ...counters }
+    for (const key in out) out[key as keyof Counters] -= base[key as keyof Counters]
+    const closedNow = { ...closed }
+    for (const key in closedNow) closedNow[key as keyof ClosedByReason] -= closedBase[key as keyof ClosedByReason]
+    return {
+      poolMin: minSize,
+      poolMax: maxSize,
+      poolSize: all.size + pending,
+      poolAvailable: idle.length,
+      requestsWaiting: waiters.length,
+      connectionsPending: pending,
+      ...out,
+      closed: closedNow
+    }
+  }
+
+  const timeoutError = (timeoutMs: number) =>
+    new PoolTimeout({
+      pool: cfg.name,
+      timeoutMs,
+      stats: snapshot(),
+      ...(lastConnectError === undefined || streak === 0 ? {} : { lastConnectError })
+    })
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // State changes: each has one owner below.
+  // ---------------------------------------------------------------------------------------------------------------
+
+  const setState = (entry: Entry<C>, state: number): void => {
+    if (entry.state === RETURNING) returning--
+    if (state === RETURNING) returning++
+    entry.state = state
+  }
+
+  const closeEntry = (entry: Entry<C>, reason: keyof ClosedByReason): void => {
+    if (entry.state === CLOSED) return
+    setState(entry, CLOSED)
+    idle.remove(entry)
+    all.delete(entry)
+    byConn.delete(entry.conn)
+    closed[reason]++
+    if (entry.timer !== undefined) entry.timer.interruptUnsafe()
+    if (entry.leak !== undefined) entry.leak.interruptUnsafe()
+    spawn(Effect.uninterruptible(connector.close(entry.conn)))
+    if (closing) {
+      if (all.size === 0 && allReturned !== undefined) Deferred.doneUnsafe(allReturned, Effect.void)
+    } else {
+      pump()
+    }
+  }
+
+  /** Why an entry that is not in use must not be reused, if it must not. */
+  const expiredReason = (entry: Entry<C>, t: number): keyof ClosedByReason | undefined => {
+    if (closing) return "poolClosed"
+    if (entry.generation < generation) return "drained"
+    if (entry.expiresAt <= t) return "lifetime"
+    if (entry.uses >= cfg.maxUses) return "maxUses"
+    if (all.size + pending > maxSize) return "surplus"
+    return undefined
+  }
+
+  /** Puts a usable entry back into circulation: to the oldest waiter, else idle. */
+  const put = (entry: Entry<C>, t: number): void => {
+    const reason = expiredReason(entry, t)
+    if (reason !== undefined) return closeEntry(entry, reason)
+    const waiter = waiters.shift()
+    if (waiter !== undefined) {
+      setState(entry, BORROWED)
+      waiter.entry = entry
+      waiter.resume!(Effect.succeed(entry))
+      return
+    }
+    if (cfg.nullPool) return closeEntry(entry, "surplus")
+    setState(entry, IDLE)
+    entry.returnedAt = t
+    idle.push(entry)
+  }
+
+  /** Takes the oldest usable idle entry, closing expired ones on the way. */
+  const takeIdle = (t: number): Entry<C> | undefined => {
+    let entry: Entry<C> | undefined
+    while ((entry = idle.head) !== undefined) {
+      idle.remove(entry)
+      if (entry.expiresAt <= t) {
+        closeEntry(entry, "lifetime")
+        continue
+      }
+      if (idle.length < idleLow) idleLow = idle.length
+      setState(entry, BORROWED)
+      return entry
+    }
+    return undefined
+  }
+
+  const lend = (entry: Entry<C>, t: number): void => {
+    entry.uses++
+    entry.borrowedAt = t
+    if (cfg.leakThresholdMs !== Infinity) entry.leak = spawn(leakWarning(entry, new Error("connection acquired here")))
+  }
+
+  const release = (entry: Entry<C>, exit: Exit.Exit<unknown, unknown>): void => {
+    if (entry.state !== BORROWED) return
+    const t = now()
+    const used = t - entry.borrowedAt
+    counters.usageMs += used
+    metrics.usage(used)
+    if (entry.leak !== undefined) {
+      entry.leak.interruptUnsafe()
+      entry.leak = undefined
+    }
+    if (entry.invalid || connector.isBroken(entry.conn)) {
+      counters.returnsBad++
+      return closeEntry(entry, "broken")
+    }
+    // A statement may still be running on a connection whose user was interrupted or died.
+    if (interruptedOrDied(exit)) return closeEntry(entry, "interrupted")
+    entry.served = true
+    if (reset !== undefined && !closing && (needsReset === undefined || needsReset(entry.conn))) {
+      setState(entry, RETURNING)
+      spawn(resetThenPut(entry, reset))
+      return
+    }
+    put(entry, t)
+  }
+
+  const resetThenPut = (entry: Entry<C>, run: (conn: C) => Effect.Effect<void, E>) =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(Effect.exit(restore(run(entry.conn))), (exit) =>
+        Effect.sync(() => {
+          if (entry.state !== RETURNING) return
+          if (Exit.isSuccess(exit) || closing) put(entry, now())
+          else closeEntry(entry, "resetFailed")
+        }))
+    )
+
+  const addEntry = (conn: C, t: number): void => {
+    if (closing) {
+      closed.poolClosed++
+      spawn(Effect.uninterruptible(connector.close(conn)))
+      return
+    }
+    const lifetime = cfg.maxLifetimeMs === Infinity ? Infinity : cfg.maxLifetimeMs * (1 - 0.05 * random.nextDoubleUnsafe())
+    const entry: Entry<C> = {
+      prev: undefined,
+      next: undefined,
+      list: undefined,
+      conn,
+      expiresAt: t + lifetime,
+      generation,
+      state: BORROWED,
+      uses: 0,
+      returnedAt: t,
+      borrowedAt: t,
+      served: false,
+      invalid: false,
+      timer: undefined,
+      leak: undefined
+    }
+    all.add(entry)
+    byConn.set(conn, entry)
+    if (lifetime !== Infinity) entry.timer = spawn(expireLater(entry, lifetime))
+    put(entry, t)
+    if (all.size >= minSize && readyWaiters.size > 0) {
+      for (const ready of readyWaiters) Deferred.doneUnsafe(ready, Effect.void)
+      readyWaiters.clear()
+    }
+  }
+
+  const expireLater = (entry: Entry<C>, lifetime: number) =>
+    Effect.andThen(
+      Effect.sleep(lifetime),
+      Effect.sync(() => {
+        entry.timer = undefined
+        // A borrowed entry is closed on return, a checking or resetting one when it comes back.
+        if (entry.state === IDLE) closeEntry(entry, "lifetime")
+      })
+    )
+
+  const leakWarning = (entry: Entry<C>, acquiredAt: Error) =>
+    Effect.andThen(
+      Effect.sleep(cfg.leakThresholdMs),
+      Effect.suspend(() =>
+        Effect.logWarning(
+          `pool "${cfg.name}": a connection has been held for more than ${cfg.leakThresholdMs} ms (possible leak)`,
+          acquiredAt.stack ?? ""
+        ).pipe(Effect.annotateLogs({ pool: cfg.name, heldMs: now() - entry.borrowedAt }))
+      )
+    )
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Growth and reconnects
+  // ---------------------------------------------------------------------------------------------------------------
+
+  /** How many more connects the pool wants, counting `inFlight` connect loops as already under way. */
+  const wanted = (inFlight: number): number =>
+    Math.max(minSize - all.size - inFlight, waiters.length - inFlight - returning)
+
+  /** Starts the connects that demand and `minSize` call for, within `numWorkers` and `maxSize`. */
+  const pump = (): void => {
+    if (closing) return
+    const maxInFlight = streak > 0 ? 1 : cfg.numWorkers
+    let want = wanted(pending)
+    while (want > 0 && pending < maxInFlight && all.size + pending < maxSize) {
+      pending++
+      want--
+      spawn(connectLoop)
+    }
+  }
+
+  const noteConnectFailure = (error: unknown, t: number) =>
+    Effect.map(backoff.next, (delay) => {
+      lastConnectError = error
+      streak++
+      if (outageStart < 0) outageStart = t
+      nextAttemptAt = t + delay
+      if (!outageReported && t - outageStart >= cfg.reconnectTimeoutMs) {
+        outageReported = true
+        const info = { pool: cfg.name, attempts: streak, elapsedMs: t - outageStart, lastError: error }
+        if (cfg.onReconnectFailed !== undefined) {
+          spawn(Effect.catchCause(cfg.onReconnectFailed(info), (cause) => Effect.logError(cause)))
+        }
+        spawn(
+          Effect.logError(`pool "${cfg.name}": connects have failed for ${info.elapsedMs} ms; still retrying`, error)
+        )
+      }
+    })
+
+  const noteConnectSuccess = Effect.suspend(() => {
+    if (streak === 0) return Effect.void
+    streak = 0
+    nextAttemptAt = 0
+    outageStart = -1
+    outageReported = false
+    return backoff.reset
+  })
+
+  /** Opens one connection and runs `configure`; the connection is closed if configure fails or is interrupted. */
+  const open: Effect.Effect<C, unknown> = Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(restore(connector.connect), (conn) => {
+      if (cfg.configure === undefined) return Effect.succeed(conn)
+      return Effect.as(
+        Effect.onError(restore(cfg.configure(conn)), () => connector.close(conn)),
+        conn
+      )
+    })
+  )
+
+  /**
+   * One connect loop: waits out the backoff, connects, and on failure retries while the pool still wants a
+   * connection and no other loop is probing.
+   */
+  const connectLoop: Effect.Effect<void> = Effect.suspend(() => {
+    let counted = true
+    const leave = () => {
+      if (counted) {
+        counted = false
+        pending--
+      }
+    }
+    const attempt: Effect.Effect<boolean> = Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(Effect.exit(restore(open)), (exit) => {
+        const t = now()
+        if (Exit.isSuccess(exit)) {
+          leave()
+          return Effect.as(
+            Effect.andThen(noteConnectSuccess, Effect.sync(() => addEntry(exit.value, t))),
+            true
+          ).pipe(Effect.tap(() => Effect.sync(() => metrics.connect(now() - started))))
+        }
+        if (Cause.hasInterruptsOnly(exit.cause)) return Effect.succeed(true)
+        counters.connectionsErrors++
+        return Effect.as(noteConnectFailure(Cause.squash(exit.cause), t), false)
+      })
+    )
+    let started = 0
+    const loop: Effect.Effect<void> = Effect.suspend(() => {
+      const delay = nextAttemptAt - now()
+      return Effect.andThen(delay > 0 ? Effect.sleep(delay) : Effect.void, () => {
+        started = now()
+        return Effect.flatMap(attempt, (done) => {
+          if (done) {
+            if (counted === false) {
+              counters.connectionsNum++
+              counters.connectionsMs += now() - started
+              pump()
+            }
+            return Effect.void
+          }
+          // Only one loop probes a failing server; the others leave and pump restarts them on success.
+          if (closing || pending > 1 || wanted(pending - 1) <= 0) {
+            leave()
+            pump()
+            return Effect.void
+          }
+          return loop
+        })
+      })
+    })
+    return Effect.ensuring(loop, Effect.sync(leave))
+  })
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Acquisition
+  // ---------------------------------------------------------------------------------------------------------------
+
+  type Restore = <A, E2, R>(effect: Effect.Effect<A, E2, R>) => Effect.Effect<A, E2, R>
+
+  const cancelWaiter = (waiter: Waiter<C>): void => {
+    if (waiters.remove(waiter)) return
+    const entry = waiter.entry
+    if (entry !== undefined) {
+      // Handed a connection as it left: pass it on, it was never used.
+      waiter.entry = undefined
+      put(entry, now())
+    }
+  }
+
+  const waitForEntry = (timeoutMs: number, remainingMs: number): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed> =>
+    Effect.suspend(() => {
+      const waiter: Waiter<C> = { prev: undefined, next: undefined, list: undefined, resume: undefined, entry: undefined }
+      waiters.push(waiter)
+      pump()
+      return Effect.callback<Entry<C>, PoolClosed>((resume) => {
+        waiter.resume = resume
+      }).pipe(
+        Effect.timeoutOrElse({ duration: remainingMs, orElse: () => Effect.fail(timeoutError(timeoutMs)) }),
+        Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => cancelWaiter(waiter)))
+      )
+    })
+
+  /** Runs the checkout check within the deadline; false when the entry failed it (and was closed). */
+  const checkOut = (restore: Restore, entry: Entry<C>, deadline: number): Effect.Effect<boolean> => {
+    setState(entry, CHECKING)
+    return Effect.flatMap(
+      Effect.exit(restore(Effect.timeout(checkRun(entry.conn), Math.max(0, deadline - now())))),
+      (exit) => {
+        if (entry.state !== CHECKING) return Effect.succeed(false)
+        if (Exit.isSuccess(exit)) {
+          setState(entry, BORROWED)
+          return Effect.succeed(true)
+        }
+        if (Cause.hasInterruptsOnly(exit.cause)) {
+          closeEntry(entry, "interrupted")
+          return Effect.interrupt
+        }
+        counters.connectionsLost++
+        closeEntry(entry, "checkFailed")
+        // A connection that fails its first check is as good as a failed connect: back off.
+        return entry.served ? Effect.succeed(false) : Effect.as(noteConnectFailure(Cause.squash(exit.cause), now()), false)
+      }
+    )
+  }
+
+  const slowAcquire = (restore: Restore, timeoutMs: number): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed | TooManyRequests> =>
+    Effect.gen(function*() {
+      const start = now()
+      counters.requestsNum++
+      if (closing) {
+        counters.requestsErrors++
+        return yield* new PoolClosed({ pool: cfg.name })
+      }
+      if (timeoutMs <= 0) {
+        counters.requestsErrors++
+        return yield* timeoutError(timeoutMs)
+      }
+      const deadline = start + timeoutMs
+      let queued = false
+      while (true) {
+        let entry = waiters.length === 0 || queued ? takeIdle(now()) : undefined
+        if (entry === undefined) {
+          if (cfg.maxWaiting > 0 && waiters.length >= cfg.maxWaiting) {
+            counters.requestsErrors++
+            return yield* new TooManyRequests({ pool: cfg.name, maxWaiting: cfg.maxWaiting })
+          }
+          if (!queued) {
+            queued = true
+            counters.requestsQueued++
+          }
+          const waitStart = now()
+          const exit = yield* Effect.exit(restore(waitForEntry(timeoutMs, deadline - waitStart)))
+          const waited = now() - waitStart
+          counters.requestsWaitMs += waited
+          metrics.wait(waited)
+          if (Exit.isFailure(exit)) {
+            if (Cause.hasInterruptsOnly(exit.cause)) counters.requestsCancelled++
+            else counters.requestsErrors++
+            return yield* exit
+          }
+          entry = exit.value
+        }
+        if (now() - entry.returnedAt >= cfg.checkIdleMs && !(yield* checkOut(restore, entry, deadline))) {
+          if (now() >= deadline) {
+            counters.requestsErrors++
+            return yield* timeoutError(timeoutMs)
+          }
+          queued = true
+          continue
+        }
+        const t = now()
+        lend(entry, t)
+        counters.acquireMs += t - start
+        return entry
+      }
+    })
+
+  const timeoutOf = (options: AcquireOptions | undefined): number =>
+    options?.timeout === undefined ? cfg.timeoutMs : Duration.toMillis(Duration.fromInputUnsafe(options.timeout))
+
+  /** The hot path: an idle connection that needs no check is a synchronous take. */
+  const acquire = (restore: Restore, timeoutMs: number): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed | TooManyRequests> => {
+    if (!closing && waiters.length === 0 && timeoutMs > 0) {
+      const entry = idle.head
+      if (entry !== undefined) {
+        const t = now()
+        if (entry.expiresAt > t && t - entry.returnedAt < cfg.checkIdleMs) {
+          idle.remove(entry)
+          if (idle.length < idleLow) idleLow = idle.length
+          setState(entry, BORROWED)
+          counters.requestsNum++
+          lend(entry, t)
+          return Effect.succeed(entry)
+        }
+      }
+    }
+    return slowAcquire(restore, timeoutMs)
+  }
+
+  const connection = (options?: AcquireOptions): Effect.Effect<C, PoolTimeout | PoolClosed | TooManyRequests, Scope.Scope> =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(Effect.scope, (scope) =>
+        Effect.flatMap(acquire(restore, timeoutOf(options)), (entry) =>
+          Effect.as(
+            Scope.addFinalizerExit(scope, (exit) => Effect.sync(() => release(entry, exit))),
+            entry.conn
+          )))
+    )
+
+  const withConnection = <A, E2, R>(
+    f: (connection: C) => Effect.Effect<A, E2, R>,
+    options?: AcquireOptions
+  ): Effect.Effect<A, E2 | PoolTimeout | PoolClosed | TooManyRequests, R> =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(acquire(restore, timeoutOf(options)), (entry) =>
+        Effect.onExit(restore(Effect.suspend(() => f(entry.conn))), (exit) => Effect.sync(() => release(entry, exit)))
+      )
+    )
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Maintenance
+  // ---------------------------------------------------------------------------------------------------------------
+
+  const shrink = (): void => {
+    let surplus = Math.min(idleLow, idle.length, all.size - minSize)
+    while (surplus-- > 0 && idle.head !== undefined) closeEntry(idle.head, "idle")
+    idleLow = idle.length
+  }
+
+  const checkEntry = (entry: Entry<C>): Effect.Effect<void> =>
+    Effect.uninterruptibleMask((restore) => {
+      if (entry.state !== IDLE) return Effect.void
+      idle.remove(entry)
+      setState(entry, CHECKING)
+      if (entry.expiresAt <= now()) return Effect.sync(() => closeEntry(entry, "lifetime"))
+      return Effect.flatMap(Effect.exit(restore(Effect.timeout(checkRun(entry.conn), cfg.timeoutMs))), (exit) =>
+        Effect.sync(() => {
+          if (entry.state !== CHECKING) return
+          if (Exit.isSuccess(exit)) return put(entry, now())
+          if (Cause.hasInterruptsOnly(exit.cause)) return closeEntry(entry, "interrupted")
+          counters.connectionsLost++
+          closeEntry(entry, "checkFailed")
+        }))
+    })
+
+  const close = (timeout?: Duration.Input): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      if (closeDone !== undefined) return Deferred.await(closeDone)
+      const done = Deferred.makeUnsafe<void>()
+      closeDone = done
+      closing = true
+      allReturned = Deferred.makeUnsafe<void>()
+      const graceMs = timeout === undefined
+        ? cfg.closeTimeoutMs
+        : Math.max(0, Duration.toMillis(Duration.fromInputUnsafe(timeout)))
+      let waiter: Waiter<C> | undefined
+      while ((waiter = waiters.shift()) !== undefined) waiter.resume!(Effect.fail(new PoolClosed({ pool: cfg.name })))
+      for (const ready of readyWaiters) Deferred.doneUnsafe(ready, Effect.fail(new PoolClosed({ pool: cfg.name })))
+      readyWaiters.clear()
+      for (const entry of idle.toArray()) closeEntry(entry, "poolClosed")
+      if (all.size === 0) Deferred.doneUnsafe(allReturned, Effect.void)
+      return Effect.gen(function*() {
+        yield* Effect.timeoutOption(Deferred.await(allReturned!), graceMs)
+        // Past the grace period: close the rest under their users, whose statements then fail.
+        for (const entry of Array.from(all)) closeEntry(entry, "poolClosed")
+        while (fibers.size > 0) yield* Fiber.interruptAll(Array.from(fibers))
+        metrics.export(snapshot())
+        Deferred.doneUnsafe(done, Effect.void)
+      }).pipe(Effect.uninterruptible)
+    })
+
+  // ---------------------------------------------------------------------------------------------------------------
+  // Start
+  // ---------------------------------------------------------------------------------------------------------------
+
+  yield* Effect.addFinalizer(() => close())
+  if (!cfg.nullPool) spawn(Effect.forever(Effect.andThen(Effect.sleep(cfg.maxIdleMs), Effect.sync(shrink))))
+  spawn(Effect.forever(Effect.andThen(Effect.sleep(cfg.metricsIntervalMs), Effect.sync(() => metrics.export(snapshot())))))
+  pump()
+
+  const pool: Pool<C> = {
+    name: cfg.name,
+    connection,
+    withConnection,
+    invalidate: (conn) =>
+      Effect.sync(() => {
+        const entry = byConn.get(conn)
+        if (entry === undefined) return
+        if (entry.state === IDLE) closeEntry(entry, "broken")
+        else entry.invalid = true
+      }),
+    stats: Effect.sync(snapshot),
+    popStats: Effect.sync(() => {
+      const stats = snapshot()
+      base = { ...counters }
+      closedBase = { ...closed }
+      return stats
+    }),
+    resize: (min, max) =>
+      Effect.flatMap(sizes(min, max ?? min, { minSize }), (next) =>
+        Effect.sync(() => {
+          if (closing) return
+          minSize = next.minSize
+          maxSize = next.maxSize
+          let over = all.size + pending - maxSize
+          while (over-- > 0 && idle.head !== undefined) closeEntry(idle.head, "surplus")
+          pump()
+        })),
+    check: Effect.suspend(() => Effect.forEach(idle.toArray(), checkEntry, { discard: true })),
+    wait: (timeout) =>
+      Effect.suspend(() => {
+        if (closing) return Effect.fail(new PoolClosed({ pool: cfg.name }))
+        if (all.size >= minSize) return Effect.void
+        const timeoutMs = timeout === undefined ? cfg.timeoutMs : Duration.toMillis(Duration.fromInputUnsafe(timeout))
+        const ready = Deferred.makeUnsafe<void, PoolClosed>()
+        readyWaiters.add(ready)
+        return Deferred.await(ready).pipe(
+          Effect.timeoutOrElse({ duration: timeoutMs, orElse: () => Effect.fail(timeoutError(timeoutMs)) }),
+          Effect.ensuring(Effect.sync(() => readyWaiters.delete(ready)))
+        )
+      }),
+    drain: Effect.sync(() => {
+      generation++
+      for (const entry of idle.toArray()) closeEntry(entry, "drained")
+    }),
+    close,
+    isClosing: Effect.sync(() => closing)
+  }
+  return pool
+})
