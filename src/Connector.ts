@@ -16,7 +16,9 @@ import type * as Effect from "effect/Effect"
  *   scope per connection and closes it in `close`.
  * - `close` never fails; the pool runs it uninterruptibly, so it must finish on its own (bound it with a timeout).
  * - `ping` is the checkout check and `pool.check`: it fails when the connection is unusable.
- * - `isBroken` is a cheap synchronous test run on every return: true means the connection must not be reused.
+ * - `isBroken` is a cheap synchronous test run on every return and checkout: true means the connection must not be
+ *   reused.
+ * - `onReturn` runs synchronously at the start of every return, before anything else looks at the connection.
  * - `needsReset` and `reset` clean a session between borrowers. `reset` runs in the background after a return and
  *   only when `needsReset` says so (default: always, when `reset` exists). A failing reset discards the connection.
  *
@@ -43,6 +45,7 @@ export interface Connector<C, E = unknown> {
   readonly close: (connection: C) => Effect.Effect<void>
   readonly ping: (connection: C) => Effect.Effect<void, E>
   readonly isBroken: (connection: C) => boolean
+  readonly onReturn?: ((connection: C) => void) | undefined
   readonly needsReset?: ((connection: C) => boolean) | undefined
   readonly reset?: ((connection: C) => Effect.Effect<void, E>) | undefined
 }

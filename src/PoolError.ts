@@ -137,3 +137,21 @@ const describe = (error: unknown): string => {
   }
   return String(error)
 }
+
+/**
+ * True for the errors an acquisition fails with.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { PoolError } from "effect-pg-pool"
+ *
+ * PoolError.isPoolError(new PoolError.PoolClosed({ pool: "app" })) // true
+ * PoolError.isPoolError(new Error("x")) // false
+ * ```
+ *
+ * @category guards
+ * @since 0.1.0
+ */
+export const isPoolError = (u: unknown): u is PoolError =>
+  u instanceof PoolTimeout || u instanceof PoolClosed || u instanceof TooManyRequests

@@ -108,6 +108,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
   const checkRun = cfg.checkRun ?? connector.ping
   const reset = connector.reset
   const needsReset = connector.needsReset
+  const onReturn = connector.onReturn
 
   let minSize = cfg.minSize
   let maxSize = cfg.maxSize
@@ -237,6 +238,11 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
         closeEntry(entry, "lifetime")
         continue
       }
+      if (connector.isBroken(entry.conn)) {
+        counters.connectionsLost++
+        closeEntry(entry, "broken")
+        continue
+      }
       if (idle.length < idleLow) idleLow = idle.length
       setState(entry, BORROWED)
       return entry
@@ -252,6 +258,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
 
   const release = (entry: Entry<C>, exit: Exit.Exit<unknown, unknown>): void => {
     if (entry.state !== BORROWED) return
+    if (onReturn !== undefined) onReturn(entry.conn)
     const t = now()
     const used = t - entry.borrowedAt
     counters.usageMs += used
@@ -351,10 +358,9 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
   const pump = (): void => {
     if (closing) return
     const maxInFlight = streak > 0 ? 1 : cfg.numWorkers
-    let want = wanted(pending)
-    while (want > 0 && pending < maxInFlight && all.size + pending < maxSize) {
+    // `wanted` is re-read on every turn: a connect that completes synchronously re-enters `pump` from `spawn`.
+    while (wanted(pending) > 0 && pending < maxInFlight && all.size + pending < maxSize) {
       pending++
-      want--
       spawn(connectLoop)
     }
   }
@@ -564,7 +570,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
       const entry = idle.head
       if (entry !== undefined) {
         const t = now()
-        if (entry.expiresAt > t && t - entry.returnedAt < cfg.checkIdleMs) {
+        if (entry.expiresAt > t && t - entry.returnedAt < cfg.checkIdleMs && !connector.isBroken(entry.conn)) {
           idle.remove(entry)
           if (idle.length < idleLow) idleLow = idle.length
           setState(entry, BORROWED)

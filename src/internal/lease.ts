@@ -1,0 +1,101 @@
+/**
+ * A lease: what a borrower holds. It is both our `PooledConnection` and `effect/sql`'s `Connection`, so `sql`
+ * templates and the pool's helpers run through one place that tracks session state and refuses use after release.
+ *
+ * @internal
+ */
+import type * as PgConnection from "@effect/sql-pg/PgConnection"
+import type * as Arr from "effect/Array"
+import * as Effect from "effect/Effect"
+import type * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import type { Connection } from "effect/sql/SqlConnection"
+import { ConnectionError, SqlError } from "effect/sql/SqlError"
+import * as Stream from "effect/Stream"
+import { type PgSession, track, watch } from "../PgConnector.ts"
+
+type TransformRows = (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
+
+const released = (operation: string) =>
+  new SqlError({
+    reason: new ConnectionError({
+      cause: new Error("connection used after it was returned to the pool"),
+      message: "PgPool: connection used after it was returned to the pool",
+      operation
+    })
+  })
+
+export class Lease implements Connection {
+  readonly session: PgSession
+  readonly epoch: number
+
+  constructor(session: PgSession) {
+    this.session = session
+    this.epoch = session.epoch
+  }
+
+  get processId(): number {
+    return this.session.processId
+  }
+
+  private guard<A, R>(
+    sql: string,
+    operation: string,
+    f: (connection: PgConnection.PgConnection) => Effect.Effect<A, SqlError, R>
+  ): Effect.Effect<A, SqlError, R> {
+    const session = this.session
+    if (session.epoch !== this.epoch) return Effect.fail(released(operation))
+    track(session, sql)
+    return watch(session, f(session.connection))
+  }
+
+  query(sql: string, params: ReadonlyArray<unknown> = [], prepare?: boolean) {
+    return this.guard(sql, "query", (c) => c.query(sql, params, prepare))
+  }
+
+  queryValues(sql: string, params: ReadonlyArray<unknown> = [], prepare?: boolean) {
+    return this.guard(sql, "query", (c) => c.queryValues(sql, params, prepare))
+  }
+
+  stream(sql: string, params: ReadonlyArray<unknown> = []): Stream.Stream<PgConnection.Row, SqlError> {
+    const session = this.session
+    if (session.epoch !== this.epoch) return Stream.fail(released("stream"))
+    track(session, sql)
+    return Stream.tapError(session.connection.stream(sql, params), (error) => watch(session, Effect.fail(error)))
+  }
+
+  listen(channel: string): Effect.Effect<Queue.Dequeue<PgConnection.Notification, SqlError>, SqlError, Scope.Scope> {
+    return this.guard("LISTEN", "listen", (c) => c.listen(channel))
+  }
+
+  // effect/sql Connection
+
+  execute(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
+    const rows = Effect.map(this.query(sql, params, true), (result) => result.rows)
+    return transformRows === undefined ? rows : Effect.map(rows, transformRows)
+  }
+
+  executeRaw(sql: string, params: ReadonlyArray<unknown>) {
+    return this.query(sql, params, true)
+  }
+
+  executeValues(sql: string, params: ReadonlyArray<unknown>) {
+    return this.queryValues(sql, params, true)
+  }
+
+  executeValuesUnprepared(sql: string, params: ReadonlyArray<unknown>) {
+    return this.queryValues(sql, params, false)
+  }
+
+  executeUnprepared(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
+    const rows = Effect.map(this.query(sql, params, false), (result) => result.rows)
+    return transformRows === undefined ? rows : Effect.map(rows, transformRows)
+  }
+
+  executeStream(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
+    const stream = this.stream(sql, params)
+    return transformRows === undefined
+      ? stream
+      : Stream.mapArray(stream, (rows) => transformRows(rows) as Arr.NonEmptyReadonlyArray<PgConnection.Row>)
+  }
+}
