@@ -289,9 +289,10 @@ export const make = (options: Options): Connector<PgSession, SqlError> => {
     if (mode === "none" || (mode === "auto" && !session.dirty)) return
     for (const statement of resetStatements) yield* run(session, statement)
     if (session.preparedSql || mode === "always") yield* deallocateSqlPrepared(session)
-    if (options.reconfigure !== undefined) yield* options.reconfigure(session)
-    session.dirty = false
     session.preparedSql = false
+    if (options.reconfigure !== undefined) yield* options.reconfigure(session)
+    // What configure leaves is the session's baseline, not dirt; its PREPAREs stay tracked for the next reset.
+    session.dirty = false
     session.txOpen = false
   })
 

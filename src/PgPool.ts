@@ -18,6 +18,7 @@ import type * as Scope from "effect/Scope"
 import * as SqlClient from "effect/sql/SqlClient"
 import { isSqlError, type SqlError } from "effect/sql/SqlError"
 import type * as Stream from "effect/Stream"
+import type { Connector } from "./Connector.ts"
 import { Lease } from "./internal/lease.ts"
 import { validateConnection } from "./internal/validate.ts"
 import * as PgConnector from "./PgConnector.ts"
@@ -71,6 +72,36 @@ export interface PooledConnection {
 }
 
 /**
+ * The settings of the pool service that do not depend on how sessions are opened: the pool options of
+ * `Pool.Options` (sizes, timeouts, lifetimes, backoff, check, null pool), the client options and `configure`.
+ *
+ * **Details**
+ *
+ * - pool options: see `Pool.Options` (`minSize` 4, `maxSize` = minSize, `timeout` 30 s, ...).
+ * - `configure` (none): runs once per new connection (and again after a session reset), e.g. `SET search_path`.
+ * - `check` (`{ idle: "1 second" }`): the checkout check; `run` receives a `PooledConnection`.
+ * - `transformResultNames`, `transformQueryNames`, `transformJson`, `spanAttributes`: as `@effect/sql-pg`'s client;
+ *   `database`, `host`, `port` only label spans here.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import type { PgPool } from "effect-pg-pool"
+ *
+ * const sizing: PgPool.PoolConfig = { name: "app", minSize: 2, maxSize: 10, timeout: "5 seconds" }
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface PoolConfig
+  extends Omit<Pool.Options<PooledConnection, SqlError>, "configure" | "check">, PgSqlClient.ClientOptions
+{
+  readonly configure?: ((connection: PooledConnection) => Effect.Effect<void, SqlError>) | undefined
+  readonly check?: false | Pool.CheckOptions<PooledConnection, SqlError> | undefined
+}
+
+/**
  * Everything the pool takes: the connection settings of `@effect/sql-pg`'s `PgConnection`, the pool options of
  * `Pool.Options` (sizes, timeouts, lifetimes, backoff, check, null pool) and the PostgreSQL-specific ones below.
  *
@@ -102,15 +133,8 @@ export interface PooledConnection {
  * @category models
  * @since 0.1.0
  */
-export interface Config
-  extends
-    Omit<PgConnection.Config, "multiplex" | "stream">,
-    Omit<Pool.Options<PooledConnection, SqlError>, "configure" | "check">,
-    PgSqlClient.ClientOptions
-{
+export interface Config extends Omit<PgConnection.Config, "multiplex" | "stream">, PoolConfig {
   readonly reset?: PgConnector.ResetMode | undefined
-  readonly configure?: ((connection: PooledConnection) => Effect.Effect<void, SqlError>) | undefined
-  readonly check?: false | Pool.CheckOptions<PooledConnection, SqlError> | undefined
 }
 
 /**
@@ -238,6 +262,167 @@ const hostOf = (config: PgConnection.Config): { host?: string; port?: number; da
 }
 
 /**
+ * How the pool service gets its sessions: what `makeWith` needs besides the pool settings.
+ *
+ * **Details**
+ *
+ * - `connector(invalidate)`: builds the `Connector` that opens, checks, resets and closes sessions. `invalidate`
+ *   retires a session the driver learned is dead: it is closed at once when idle, on return when borrowed.
+ * - `setConnectOptions`: what the service's `setConnectOptions` does (validate and store the settings that later
+ *   connects use).
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { PgConnector, type PgPool } from "effect-pg-pool"
+ *
+ * const driver: PgPool.Driver = {
+ *   connector: (invalidate) =>
+ *     PgConnector.make({ connectOptions: () => ({ host: "127.0.0.1" }), onRetire: invalidate }),
+ *   setConnectOptions: () => Effect.void
+ * }
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Driver {
+  readonly connector: (
+    invalidate: (session: PgConnector.PgSession) => void
+  ) => Connector<PgConnector.PgSession, SqlError>
+  readonly setConnectOptions: (options: Partial<PgConnection.Config>) => Effect.Effect<void, PoolConfigError>
+}
+
+/**
+ * Creates the pool, its `PgClient` (also a `SqlClient`) and the service over any source of `PgSession`s.
+ *
+ * **When to use**
+ *
+ * To run the real pool and service over sessions that are not opened by `PgConnector` (`PgPoolTest` runs it over
+ * in-memory sessions). For a PostgreSQL server, use `make` or the layers.
+ *
+ * **Details**
+ *
+ * Validates the pool settings first (a `PoolConfigError` names the field), starts filling to `minSize` in the
+ * background and returns at once. Closing the scope closes the pool gracefully (see `Pool.Pool.close`).
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { PgConnector, PgPool } from "effect-pg-pool"
+ *
+ * const program = Effect.gen(function*() {
+ *   const { client } = yield* PgPool.makeWith({
+ *     connector: (invalidate) =>
+ *       PgConnector.make({ connectOptions: () => ({ host: "127.0.0.1" }), onRetire: invalidate }),
+ *     setConnectOptions: () => Effect.void
+ *   }, { maxSize: 4 })
+ *   return yield* client`SELECT 1 AS one`
+ * }).pipe(Effect.scoped)
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const makeWith = Effect.fnUntraced(function*(
+  driver: Driver,
+  config: PoolConfig
+): Effect.fn.Return<
+  { readonly pool: PgPool; readonly client: PgClient.PgClient },
+  PoolConfigError,
+  Scope.Scope | Reactivity.Reactivity
+> {
+  const configure = config.configure
+  let engine: Pool.Pool<PgConnector.PgSession> | undefined
+  const connector = driver.connector((session) => {
+    if (engine !== undefined) Effect.runSync(engine.invalidate(session))
+  })
+  const check = config.check
+  const run = check === false || check?.run === undefined ? undefined : check.run
+  engine = yield* Pool.make(connector, {
+    ...config,
+    // What configure leaves is the session's baseline, not dirt: a clean first lease must not trigger a reset.
+    configure: configure === undefined ? undefined : (session) =>
+      Effect.tap(configure(new Lease(session)), () => Effect.sync(() => (session.dirty = false))),
+    check: check === false ? false : { idle: check?.idle, run: run === undefined ? undefined : (session) => run(new Lease(session)) }
+  })
+  const pool = engine
+  const client = yield* PgSqlClient.make(pool, config)
+
+  /** The lease of the enclosing `withTransaction` (ours or `sql.withTransaction`), if any. */
+  const currentTransaction = Effect.map(
+    Effect.serviceOption(client.transactionService),
+    (tx) => Option.isSome(tx) && tx.value[0] instanceof Lease ? tx.value[0] : undefined
+  )
+
+  // Inside a transaction a helper runs on the transaction's connection: borrowing another one would escape the
+  // transaction (and wait forever on a pool of one).
+  const withLease = <A, E>(f: (lease: Lease) => Effect.Effect<A, E>): Effect.Effect<A, E | PoolError> =>
+    Effect.flatMap(
+      currentTransaction,
+      (lease) => lease !== undefined ? f(lease) : pool.withConnection((session) => f(new Lease(session)))
+    )
+
+  /**
+   * Runs `f` for every parameter set in one transaction on one connection; inside a transaction, under a savepoint,
+   * so a failed batch leaves none of its rows and the enclosing transaction usable.
+   */
+  const batch = <A>(
+    sql: string,
+    paramsList: Iterable<ReadonlyArray<unknown>>,
+    f: (result: PgConnection.Result) => A
+  ): Effect.Effect<Array<A>, SqlError | PoolError> =>
+    Effect.flatMap(currentTransaction, (tx) => {
+      const [begin, commit, rollback] = tx === undefined
+        ? ["BEGIN", "COMMIT", "ROLLBACK"]
+        : ["SAVEPOINT effect_pg_pool_batch", "RELEASE SAVEPOINT effect_pg_pool_batch",
+          "ROLLBACK TO SAVEPOINT effect_pg_pool_batch"]
+      return withLease((lease) =>
+        Effect.gen(function*() {
+          yield* lease.query(begin)
+          const out: Array<A> = []
+          for (const params of paramsList) out.push(f(yield* lease.query(sql, params)))
+          yield* lease.query(commit)
+          return out
+        }).pipe(Effect.onError(() => Effect.ignore(lease.query(rollback))))
+      )
+    })
+
+  const fetch = (sql: string, params?: ReadonlyArray<unknown>) =>
+    withLease((lease) => Effect.map(lease.query(sql, params), (result) => result.rows))
+
+  const service: PgPool = {
+    name: pool.name,
+    connection: (options) => Effect.map(pool.connection(options), (session): PooledConnection => new Lease(session)),
+    withConnection: (f, options) => pool.withConnection((session) => f(new Lease(session)), options),
+    withTransaction: (effect) => unwrapPoolError(client.withTransaction(effect)),
+    execute: (sql, params) => withLease((lease) => lease.query(sql, params)),
+    executeMany: (sql, paramsList) =>
+      Effect.map(batch(sql, paramsList, (result) => result.rowCount), (counts) => counts.reduce((a, b) => a + b, 0)),
+    fetch,
+    fetchOne: (sql, params) => Effect.map(fetch(sql, params), (rows) => Option.fromNullishOr(rows[0])),
+    fetchVal: (sql, params) =>
+      Effect.map(
+        withLease((lease) => lease.queryValues(sql, params)),
+        (rows) => rows.length === 0 || rows[0].length === 0 ? Option.none() : Option.some(rows[0][0])
+      ),
+    fetchMany: (sql, paramsList) => batch(sql, paramsList, (result) => result.rows),
+    isClosing: pool.isClosing,
+    stats: pool.stats,
+    popStats: pool.popStats,
+    resize: pool.resize,
+    check: pool.check,
+    wait: pool.wait,
+    drain: pool.drain,
+    close: pool.close,
+    setConnectOptions: driver.setConnectOptions
+  }
+  return { pool: service, client }
+})
+
+/**
  * Creates the pool, its `PgClient` (also a `SqlClient`) and the service in the current scope.
  *
  * **Details**
@@ -270,79 +455,21 @@ export const make = Effect.fnUntraced(function*(
   let connectOptions = connectionOf(config)
   yield* validateConnection(connectOptions)
   const configure = config.configure
-  let engine: Pool.Pool<PgConnector.PgSession> | undefined
-  const connector = PgConnector.make({
-    connectOptions: () => connectOptions,
-    reset: config.reset,
-    reconfigure: configure === undefined ? undefined : (session) => configure(new Lease(session)),
-    onRetire: (session) => {
-      if (engine !== undefined) Effect.runSync(engine.invalidate(session))
-    }
-  })
-  const check = config.check
-  const run = check === false || check?.run === undefined ? undefined : check.run
-  engine = yield* Pool.make(connector, {
-    ...config,
-    configure: configure === undefined ? undefined : (session) => configure(new Lease(session)),
-    check: check === false ? false : { idle: check?.idle, run: run === undefined ? undefined : (session) => run(new Lease(session)) }
-  })
-  const pool = engine
-  const client = yield* PgSqlClient.make(pool, { ...config, ...hostOf(connectOptions) })
-
-  const withLease = <A, E>(f: (lease: Lease) => Effect.Effect<A, E>): Effect.Effect<A, E | PoolError> =>
-    pool.withConnection((session) => f(new Lease(session)))
-
-  /** Runs `f` for every parameter set in one transaction on one connection. */
-  const batch = <A>(
-    sql: string,
-    paramsList: Iterable<ReadonlyArray<unknown>>,
-    f: (result: PgConnection.Result) => A
-  ): Effect.Effect<Array<A>, SqlError | PoolError> =>
-    withLease((lease) =>
-      Effect.gen(function*() {
-        yield* lease.query("BEGIN")
-        const out: Array<A> = []
-        for (const params of paramsList) out.push(f(yield* lease.query(sql, params)))
-        yield* lease.query("COMMIT")
-        return out
-      }).pipe(Effect.onError(() => Effect.ignore(lease.query("ROLLBACK"))))
-    )
-
-  const fetch = (sql: string, params?: ReadonlyArray<unknown>) =>
-    withLease((lease) => Effect.map(lease.query(sql, params), (result) => result.rows))
-
-  const service: PgPool = {
-    name: pool.name,
-    connection: (options) => Effect.map(pool.connection(options), (session): PooledConnection => new Lease(session)),
-    withConnection: (f, options) => pool.withConnection((session) => f(new Lease(session)), options),
-    withTransaction: (effect) => unwrapPoolError(client.withTransaction(effect)),
-    execute: (sql, params) => withLease((lease) => lease.query(sql, params)),
-    executeMany: (sql, paramsList) =>
-      Effect.map(batch(sql, paramsList, (result) => result.rowCount), (counts) => counts.reduce((a, b) => a + b, 0)),
-    fetch,
-    fetchOne: (sql, params) => Effect.map(fetch(sql, params), (rows) => Option.fromNullishOr(rows[0])),
-    fetchVal: (sql, params) =>
-      Effect.map(
-        withLease((lease) => lease.queryValues(sql, params)),
-        (rows) => rows.length === 0 || rows[0].length === 0 ? Option.none() : Option.some(rows[0][0])
-      ),
-    fetchMany: (sql, paramsList) => batch(sql, paramsList, (result) => result.rows),
-    isClosing: pool.isClosing,
-    stats: pool.stats,
-    popStats: pool.popStats,
-    resize: pool.resize,
-    check: pool.check,
-    wait: pool.wait,
-    drain: pool.drain,
-    close: pool.close,
+  return yield* makeWith({
+    connector: (invalidate) =>
+      PgConnector.make({
+        connectOptions: () => connectOptions,
+        reset: config.reset,
+        reconfigure: configure === undefined ? undefined : (session) => configure(new Lease(session)),
+        onRetire: invalidate
+      }),
     setConnectOptions: (options) => {
       const next = { ...connectOptions, ...connectionOf(options) }
       return Effect.as(validateConnection(next), undefined).pipe(
         Effect.tap(() => Effect.sync(() => (connectOptions = next)))
       )
     }
-  }
-  return { pool: service, client }
+  }, { ...config, ...hostOf(connectOptions) })
 })
 
 const layerFrom = <E, R>(

@@ -161,6 +161,9 @@ export const make = Effect.fnUntraced(function*(
     prepareTransactionControls: true,
     commit,
     releaseSavepoint: (name) => `RELEASE SAVEPOINT ${name}`,
+    // effect/sql turns a failed ROLLBACK into a defect: on a session that died under the transaction, skip it, so
+    // the caller gets the typed ConnectionError (the pool closes the session on return).
+    isTransaction: (connection) => !(connection instanceof Lease && connection.session.broken),
     spanAttributes: [
       ...(options.spanAttributes === undefined ? [] : Object.entries(options.spanAttributes)),
       ["db.system.name", "postgresql"],

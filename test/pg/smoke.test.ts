@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Effect, Option, Redacted } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as PgPool from "../../src/PgPool.ts"
 import { databaseUrl } from "../support/Db.ts"
