@@ -6,3 +6,5 @@
 
 /** @since 0.1.0 */
 export * as MockConnector from "./MockConnector.ts"
+/** @since 0.1.0 */
+export * as PgPoolTest from "./PgPoolTest.ts"
