@@ -219,7 +219,10 @@ export interface PgPool {
  * import { Effect } from "effect"
  * import { PgPool } from "effect-pg-pool"
  *
- * const stats = Effect.flatMap(PgPool.PgPool.asEffect(), (pool) => pool.stats)
+ * const stats = Effect.gen(function*() {
+ *   const pool = yield* PgPool.PgPool
+ *   return yield* pool.stats
+ * })
  * ```
  *
  * @category services
@@ -496,7 +499,10 @@ const layerFrom = <E, R>(
  * import { PgPool } from "effect-pg-pool"
  *
  * const PoolLive = PgPool.layer({ host: "127.0.0.1", database: "app", maxSize: 10 })
- * const program = Effect.flatMap(SqlClient.asEffect(), (sql) => sql`SELECT 1`).pipe(Effect.provide(PoolLive))
+ * const program = Effect.gen(function*() {
+ *   const sql = yield* SqlClient
+ *   return yield* sql`SELECT 1`
+ * }).pipe(Effect.provide(PoolLive))
  * ```
  *
  * @category layers
@@ -591,7 +597,10 @@ export const configFromEnv: Config_.Config<Config> = Config_.all({
  * import { SqlClient } from "effect/sql/SqlClient"
  * import { PgPool } from "effect-pg-pool"
  *
- * const main = Effect.flatMap(SqlClient.asEffect(), (sql) => sql`SELECT now()`)
+ * const main = Effect.gen(function*() {
+ *   const sql = yield* SqlClient
+ *   return yield* sql`SELECT now()`
+ * })
  * NodeRuntime.runMain(main.pipe(Effect.provide(PgPool.PgPoolLive)))
  * ```
  *

@@ -175,7 +175,7 @@ export interface AcquireOptions {
  * ```ts
  * import { Effect } from "effect"
  * import { Pool } from "effect-pg-pool"
- * import { MockConnector } from "effect-pg-pool/testing/MockConnector"
+ * import { MockConnector } from "effect-pg-pool/testing"
  *
  * const program = Effect.gen(function*() {
  *   const mock = yield* MockConnector.make()
@@ -218,7 +218,7 @@ export interface Pool<C> {
  * ```ts
  * import { Effect } from "effect"
  * import { Pool } from "effect-pg-pool"
- * import { MockConnector } from "effect-pg-pool/testing/MockConnector"
+ * import { MockConnector } from "effect-pg-pool/testing"
  *
  * const program = Effect.gen(function*() {
  *   const mock = yield* MockConnector.make({ connectLatency: "100 millis" })

@@ -15,7 +15,7 @@ import type { Connector } from "../Connector.ts"
  * **Example**
  *
  * ```ts
- * import { MockConnector } from "effect-pg-pool/testing/MockConnector"
+ * import { MockConnector } from "effect-pg-pool/testing"
  *
  * const error = new MockConnector.MockError({ operation: "connect", message: "refused" })
  * ```
@@ -39,7 +39,7 @@ export class MockError extends Data.TaggedError("MockError")<{
  * **Example**
  *
  * ```ts
- * import type { MockConnector } from "effect-pg-pool/testing/MockConnector"
+ * import type { MockConnector } from "effect-pg-pool/testing"
  *
  * const label = (c: MockConnector.MockConnection) => `#${c.id}${c.open ? "" : " (closed)"}`
  * ```
@@ -68,7 +68,7 @@ export interface MockConnection {
  * **Example**
  *
  * ```ts
- * import type { MockConnector } from "effect-pg-pool/testing/MockConnector"
+ * import type { MockConnector } from "effect-pg-pool/testing"
  *
  * const slow: MockConnector.MockOptions = { connectLatency: "150 millis" }
  * ```
@@ -99,7 +99,7 @@ export interface MockOptions {
  *
  * ```ts
  * import { Effect } from "effect"
- * import { MockConnector } from "effect-pg-pool/testing/MockConnector"
+ * import { MockConnector } from "effect-pg-pool/testing"
  *
  * const program = Effect.gen(function*() {
  *   const mock = yield* MockConnector.make()
@@ -140,7 +140,7 @@ export interface MockConnector {
  * ```ts
  * import { Effect } from "effect"
  * import { Pool } from "effect-pg-pool"
- * import { MockConnector } from "effect-pg-pool/testing/MockConnector"
+ * import { MockConnector } from "effect-pg-pool/testing"
  *
  * const program = Effect.gen(function*() {
  *   const mock = yield* MockConnector.make({ connectLatency: "100 millis" })
