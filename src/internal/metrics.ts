@@ -64,9 +64,9 @@ export const makeMetrics = (pool: string, context: Context.Context<never>): Metr
   const attributes = { pool }
   const histogram = (name: string, description: string) =>
     Metric.histogram(name, { description, boundaries, attributes })
-  const wait = histogram("pgpool_wait_ms", "time acquisitions spent queued, in ms")
-  const usage = histogram("pgpool_usage_ms", "time connections were lent out, in ms")
-  const connect = histogram("pgpool_connect_ms", "time a successful connect took, in ms")
+  const wait = histogram("pgpool_wait_duration_ms", "time acquisitions spent queued, in ms")
+  const usage = histogram("pgpool_usage_duration_ms", "time connections were lent out, in ms")
+  const connect = histogram("pgpool_connect_duration_ms", "time a successful connect took, in ms")
   const counters = counterKeys.map((key) => [key, Metric.counter(metricName(key), { attributes })] as const)
   const closed = Metric.counter("pgpool_connections_closed", { attributes })
   const gauges = gaugeKeys.map((key) => [key, Metric.gauge(metricName(key), { attributes })] as const)

@@ -41,11 +41,13 @@ interface Entry<C> extends Node<Entry<C>> {
   readonly generation: number
   state: number
   uses: number
-  /** When it last became idle (or was opened): the checkout check and the shrinker read it. */
+  /** When it was last put back in circulation (opened, returned, reset or checked): the checkout check reads it. */
   returnedAt: number
   borrowedAt: number
   /** Served a lease: a check failure on a connection that never served counts as a failed connect. */
   served: boolean
+  /** `failures` when its connect started (see `noteConnectFailure`). */
+  readonly connectSeq: number
   invalid: boolean
   timer: Fiber.Fiber<unknown> | undefined
   leak: Fiber.Fiber<unknown> | undefined
@@ -132,6 +134,12 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
   let outageStart = -1
   let outageReported = false
   let lastConnectError: unknown = undefined
+  // Failures that stepped the backoff. A connect (or first check) that started before the latest of them was in
+  // flight alongside it and failed for the same reason, so it does not step the backoff again.
+  let failures = 0
+  // A connection served or passed a check since the backoff last stepped. A bare successful connect does not
+  // count: connections that fail their first check would otherwise restart the backoff every time.
+  let proven = true
   const counters = zeroCounters()
   let base = zeroCounters()
   const closed = zeroClosed()
@@ -150,11 +158,14 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
   // Stats
   // ---------------------------------------------------------------------------------------------------------------
 
-  const snapshot = (): PoolStats => {
+  /** Counters since the last `popStats`, or since the start when `sinceStart` (the metrics export only grows). */
+  const snapshot = (sinceStart = false): PoolStats => {
     const out = { ...counters }
-    for (const key in out) out[key as keyof Counters] -= base[key as keyof Counters]
     const closedNow = { ...closed }
-    for (const key in closedNow) closedNow[key as keyof ClosedByReason] -= closedBase[key as keyof ClosedByReason]
+    if (!sinceStart) {
+      for (const key in out) out[key as keyof Counters] -= base[key as keyof Counters]
+      for (const key in closedNow) closedNow[key as keyof ClosedByReason] -= closedBase[key as keyof ClosedByReason]
+    }
     return {
       poolMin: minSize,
       poolMax: maxSize,
@@ -216,6 +227,9 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
   const put = (entry: Entry<C>, t: number): void => {
     const reason = expiredReason(entry, t)
     if (reason !== undefined) return closeEntry(entry, reason)
+    // Every caller has just seen the connection work (used, reset, checked or opened), handed-off ones included: a
+    // connection passed from one user to the next was never idle and needs no checkout check.
+    entry.returnedAt = t
     const waiter = waiters.shift()
     if (waiter !== undefined) {
       setState(entry, BORROWED)
@@ -225,7 +239,6 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     }
     if (cfg.nullPool) return closeEntry(entry, "surplus")
     setState(entry, IDLE)
-    entry.returnedAt = t
     idle.push(entry)
   }
 
@@ -274,6 +287,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     // A statement may still be running on a connection whose user was interrupted or died.
     if (interruptedOrDied(exit)) return closeEntry(entry, "interrupted")
     entry.served = true
+    proven = true
     if (reset !== undefined && !closing && (needsReset === undefined || needsReset(entry.conn))) {
       setState(entry, RETURNING)
       spawn(resetThenPut(entry, reset))
@@ -292,7 +306,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
         }))
     )
 
-  const addEntry = (conn: C, t: number): void => {
+  const addEntry = (conn: C, t: number, connectSeq: number): void => {
     if (closing) {
       closed.poolClosed++
       spawn(Effect.uninterruptible(connector.close(conn)))
@@ -311,6 +325,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
       returnedAt: t,
       borrowedAt: t,
       served: false,
+      connectSeq,
       invalid: false,
       timer: undefined,
       leak: undefined
@@ -357,20 +372,19 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
   /** Starts the connects that demand and `minSize` call for, within `numWorkers` and `maxSize`. */
   const pump = (): void => {
     if (closing) return
-    const maxInFlight = streak > 0 ? 1 : cfg.numWorkers
-    // `wanted` is re-read on every turn: a connect that completes synchronously re-enters `pump` from `spawn`.
-    while (wanted(pending) > 0 && pending < maxInFlight && all.size + pending < maxSize) {
+    // `wanted` and the limit are re-read on every turn: a connect that completes (or fails) synchronously inside
+    // `spawn` changes both.
+    while (wanted(pending) > 0 && pending < (streak > 0 ? 1 : cfg.numWorkers) && all.size + pending < maxSize) {
       pending++
       spawn(connectLoop)
     }
   }
 
-  const noteConnectFailure = (error: unknown, t: number) =>
-    Effect.map(backoff.next, (delay) => {
+  const noteConnectFailure = (error: unknown, t: number, seq: number) =>
+    Effect.suspend(() => {
       lastConnectError = error
       streak++
       if (outageStart < 0) outageStart = t
-      nextAttemptAt = t + delay
       if (!outageReported && t - outageStart >= cfg.reconnectTimeoutMs) {
         outageReported = true
         const info = { pool: cfg.name, attempts: streak, elapsedMs: t - outageStart, lastError: error }
@@ -381,15 +395,23 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
           Effect.logError(`pool "${cfg.name}": connects have failed for ${info.elapsedMs} ms; still retrying`, error)
         )
       }
+      if (seq !== failures) return Effect.void
+      failures++
+      const restart = proven ? backoff.reset : Effect.void
+      proven = false
+      return Effect.andThen(
+        restart,
+        Effect.map(backoff.next, (delay) => {
+          nextAttemptAt = t + delay
+        })
+      )
     })
 
-  const noteConnectSuccess = Effect.suspend(() => {
-    if (streak === 0) return Effect.void
+  const noteConnectSuccess = Effect.sync(() => {
     streak = 0
     nextAttemptAt = 0
     outageStart = -1
     outageReported = false
-    return backoff.reset
   })
 
   /** Opens one connection and runs `configure`; the connection is closed if configure fails or is interrupted. */
@@ -420,38 +442,39 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
         const t = now()
         if (Exit.isSuccess(exit)) {
           leave()
+          // Counted before `addEntry`, which may wake `wait` callers: their stats must include this connect.
+          counters.connectionsNum++
+          counters.connectionsMs += t - started
           return Effect.as(
-            Effect.andThen(noteConnectSuccess, Effect.sync(() => addEntry(exit.value, t))),
+            Effect.andThen(noteConnectSuccess, Effect.sync(() => addEntry(exit.value, t, seq))),
             true
           ).pipe(Effect.tap(() => Effect.sync(() => metrics.connect(now() - started))))
         }
         if (Cause.hasInterruptsOnly(exit.cause)) return Effect.succeed(true)
         counters.connectionsErrors++
-        return Effect.as(noteConnectFailure(Cause.squash(exit.cause), t), false)
+        return Effect.as(noteConnectFailure(Cause.squash(exit.cause), t, seq), false)
       })
     )
     let started = 0
+    let seq = 0
     const loop: Effect.Effect<void> = Effect.suspend(() => {
       const delay = nextAttemptAt - now()
-      return Effect.andThen(delay > 0 ? Effect.sleep(delay) : Effect.void, () => {
-        started = now()
-        return Effect.flatMap(attempt, (done) => {
-          if (done) {
-            if (counted === false) {
-              counters.connectionsNum++
-              counters.connectionsMs += now() - started
-              pump()
-            }
-            return Effect.void
-          }
-          // Only one loop probes a failing server; the others leave and pump restarts them on success.
-          if (closing || pending > 1 || wanted(pending - 1) <= 0) {
-            leave()
-            pump()
-            return Effect.void
-          }
-          return loop
-        })
+      // A failure noted while this loop slept moves `nextAttemptAt` on: look again after waking.
+      if (delay > 0) return Effect.andThen(Effect.sleep(delay), loop)
+      started = now()
+      seq = failures
+      return Effect.flatMap(attempt, (done) => {
+        if (done) {
+          if (counted === false) pump()
+          return Effect.void
+        }
+        // Only one loop probes a failing server; the others leave and pump restarts them on success.
+        if (closing || pending > 1 || wanted(pending - 1) <= 0) {
+          leave()
+          pump()
+          return Effect.void
+        }
+        return loop
       })
     })
     return Effect.ensuring(loop, Effect.sync(leave))
@@ -476,10 +499,11 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
   const waitForEntry = (timeoutMs: number, remainingMs: number): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed> =>
     Effect.suspend(() => {
       const waiter: Waiter<C> = { prev: undefined, next: undefined, list: undefined, resume: undefined, entry: undefined }
-      waiters.push(waiter)
-      pump()
       return Effect.callback<Entry<C>, PoolClosed>((resume) => {
+        // Queue only once `resume` exists: the pump below may complete a connect synchronously and hand it over.
         waiter.resume = resume
+        waiters.push(waiter)
+        pump()
       }).pipe(
         Effect.timeoutOrElse({ duration: remainingMs, orElse: () => Effect.fail(timeoutError(timeoutMs)) }),
         Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => cancelWaiter(waiter)))
@@ -495,16 +519,22 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
         if (entry.state !== CHECKING) return Effect.succeed(false)
         if (Exit.isSuccess(exit)) {
           setState(entry, BORROWED)
+          proven = true
           return Effect.succeed(true)
         }
         if (Cause.hasInterruptsOnly(exit.cause)) {
+          // Interrupted before it got a connection: a cancelled acquisition. The ping may still be in flight.
+          counters.requestsCancelled++
           closeEntry(entry, "interrupted")
           return Effect.interrupt
         }
         counters.connectionsLost++
-        closeEntry(entry, "checkFailed")
-        // A connection that fails its first check is as good as a failed connect: back off.
-        return entry.served ? Effect.succeed(false) : Effect.as(noteConnectFailure(Cause.squash(exit.cause), now()), false)
+        // A connection that fails its first check is as good as a failed connect: back off, and do so before
+        // closing it, since closing starts its replacement.
+        const note = entry.served
+          ? Effect.void
+          : noteConnectFailure(Cause.squash(exit.cause), now(), entry.connectSeq)
+        return Effect.as(Effect.andThen(note, Effect.sync(() => closeEntry(entry, "checkFailed"))), false)
       }
     )
   }
@@ -650,7 +680,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
         // Past the grace period: close the rest under their users, whose statements then fail.
         for (const entry of Array.from(all)) closeEntry(entry, "poolClosed")
         while (fibers.size > 0) yield* Fiber.interruptAll(Array.from(fibers))
-        metrics.export(snapshot())
+        metrics.export(snapshot(true))
         Deferred.doneUnsafe(done, Effect.void)
       }).pipe(Effect.uninterruptible)
     })
@@ -661,7 +691,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
 
   yield* Effect.addFinalizer(() => close())
   if (!cfg.nullPool) spawn(Effect.forever(Effect.andThen(Effect.sleep(cfg.maxIdleMs), Effect.sync(shrink))))
-  spawn(Effect.forever(Effect.andThen(Effect.sleep(cfg.metricsIntervalMs), Effect.sync(() => metrics.export(snapshot())))))
+  spawn(Effect.forever(Effect.andThen(Effect.sleep(cfg.metricsIntervalMs), Effect.sync(() => metrics.export(snapshot(true))))))
   pump()
 
   const pool: Pool<C> = {
@@ -675,7 +705,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
         if (entry.state === IDLE) closeEntry(entry, "broken")
         else entry.invalid = true
       }),
-    stats: Effect.sync(snapshot),
+    stats: Effect.sync(() => snapshot()),
     popStats: Effect.sync(() => {
       const stats = snapshot()
       base = { ...counters }
