@@ -6,7 +6,9 @@
  * - Waiters are served strictly FIFO; a returned connection goes straight to the oldest live waiter. A waiter that
  *   timed out or was interrupted never receives one, and nothing is lost.
  * - Connections are opened by background fibers, at most `numWorkers` at once (one while connects are failing),
- *   driven by demand: a burst that returning connections can serve opens nothing new.
+ *   driven by demand: a connect starts only for a waiter that no connect in flight or reset in progress will serve,
+ *   so a burst that returning connections can serve opens at most the `numWorkers` connects it started before the
+ *   returns came, and none after.
  * - One deadline (`timeout`) covers the whole acquisition: queue wait, checks and retries. `timeout <= 0` fails at once.
  * - Failed connects back off per `reconnectSchedule`; after `reconnectTimeout` of failures `onReconnectFailed` runs
  *   and the pool keeps retrying at the capped interval, so it heals by itself.
@@ -37,7 +39,8 @@ import type { PoolStats } from "./PoolStats.ts"
  * - `maxWaiting` (0 = unbounded): more waiters than this fail at once with `TooManyRequests`.
  * - `maxLifetime` (1 hour): per connection, jittered by -5%..0 so connections do not expire together; enforced on
  *   return, at checkout, by `check` and by a timer while idle. `Infinity` disables it.
- * - `maxIdle` (10 minutes): surplus above `minSize` idle this long is closed.
+ * - `maxIdle` (10 minutes): the shrinker runs every `maxIdle` and closes as many surplus connections (above
+ *   `minSize`) as stayed idle through the whole window, so unused surplus goes after one to two `maxIdle`.
  * - `maxUses` (Infinity): replace a connection after this many checkouts (asyncpg `max_queries`, pg-pool `maxUses`).
  * - `numWorkers` (3): background connects in flight at once.
  * - `reconnectSchedule` (exponential from 1 s ×2, capped at 10 s, jittered ±10%): delay between failed connects.

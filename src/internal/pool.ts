@@ -528,12 +528,14 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
           closeEntry(entry, "interrupted")
           return Effect.interrupt
         }
+        const error = Cause.squash(exit.cause)
         counters.connectionsLost++
         // A connection that fails its first check is as good as a failed connect: back off, and do so before
-        // closing it, since closing starts its replacement.
-        const note = entry.served
+        // closing it, since closing starts its replacement. A ping cut off by the caller's own deadline says
+        // nothing about the server, so it does not step the backoff.
+        const note = entry.served || Cause.isTimeoutError(error)
           ? Effect.void
-          : noteConnectFailure(Cause.squash(exit.cause), now(), entry.connectSeq)
+          : noteConnectFailure(error, now(), entry.connectSeq)
         return Effect.as(Effect.andThen(note, Effect.sync(() => closeEntry(entry, "checkFailed"))), false)
       }
     )

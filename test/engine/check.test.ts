@@ -99,4 +99,20 @@ describe("checkout check", () => {
         assert.strictEqual(mock.counts.pings, 5)
       }).pipe(Effect.scoped)
   )
+  it.effect("a ping cut off by the caller's own deadline does not step the reconnect backoff", () =>
+    Effect.gen(function*() {
+      const mock = yield* MockConnector.make({ connectLatency: "100 millis", pingLatency: "200 millis" })
+      const pool = yield* makePool(mock.connector, { minSize: 1, maxSize: 1, check: { idle: 0 } })
+      yield* readyAt(pool, 100)
+      // #1 has never served; its ping (200 ms) outlives the caller's 150 ms deadline.
+      const a = yield* fork(holder(pool, 0, { timeout: "150 millis" }))
+      yield* at(250)
+      const outcome = a.pollUnsafe()
+      assert.isTrue(outcome !== undefined && Exit.isSuccess(outcome))
+      assert.strictEqual(tagOf((outcome as Exit.Success<{ readonly exit: Exit.Exit<unknown, unknown> }>).value.exit), "PoolTimeout")
+      // The replacement connect starts at once (250), not after a 1 s backoff step.
+      assert.deepStrictEqual(mock.attemptTimes, [0, 250])
+      yield* at(350)
+      assert.strictEqual((yield* pool.stats).poolAvailable, 1)
+    }))
 })

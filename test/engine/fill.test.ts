@@ -1,0 +1,45 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { TestClock } from "effect/testing"
+import * as Pool from "../../src/Pool.ts"
+import * as MockConnector from "../../src/testing/MockConnector.ts"
+import { failed, ok, outcomes, start, timed } from "./helpers.ts"
+
+describe("fill", () => {
+  it.effect("initial fill runs in the background, numWorkers at a time; wait returns once minSize are ready", () =>
+    Effect.gen(function*() {
+      const mock = yield* MockConnector.make({ connectLatency: "100 millis" })
+      const pool = yield* Pool.make(mock.connector, { minSize: 5, numWorkers: 2 })
+
+      // make returned at once: nothing is open yet, two connects are under way.
+      const initial = yield* pool.stats
+      assert.deepStrictEqual([initial.poolSize, initial.connectionsPending, mock.open.size], [2, 2, 0])
+
+      const ready = yield* start(timed(pool.wait("1 second")))
+      const tooShort = yield* start(timed(pool.wait("250 millis")))
+
+      // Ready at 100, 100, 200, 200, 300 ms: two at a time, the fifth alone.
+      const openAt: Array<[number, number]> = []
+      for (const t of [99, 100, 199, 200, 249, 250, 299, 300]) {
+        yield* TestClock.adjust(t - (openAt.length === 0 ? 0 : openAt[openAt.length - 1][0]))
+        openAt.push([t, mock.open.size])
+      }
+      assert.deepStrictEqual(openAt, [[99, 0], [100, 2], [199, 2], [200, 4], [249, 4], [250, 4], [299, 4], [300, 5]])
+      assert.deepStrictEqual(mock.attemptTimes, [0, 0, 100, 100, 200])
+
+      // wait(timeout): returns once minSize are ready, or fails at its deadline.
+      assert.deepStrictEqual(outcomes([ready, tooShort]), [ok(300), failed("PoolTimeout", 250)])
+      // Once ready, wait returns at once.
+      assert.deepStrictEqual(yield* timed(pool.wait("1 millis"), 300), ok(0))
+
+      // Nothing beyond minSize is opened.
+      yield* TestClock.adjust("10 seconds")
+      const stats = yield* pool.stats
+      assert.deepStrictEqual(
+        [stats.poolSize, stats.poolAvailable, stats.connectionsNum, mock.counts.connectAttempts, mock.open.size],
+        [5, 5, 5, 5, 5]
+      )
+      yield* pool.close()
+      assert.strictEqual(mock.open.size, 0)
+    }).pipe(Effect.scoped))
+})
