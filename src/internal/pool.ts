@@ -26,6 +26,7 @@ import { PoolClosed, type PoolConfigError, PoolTimeout, TooManyRequests } from "
 import type { ClosedByReason, PoolStats } from "../PoolStats.ts"
 import { makeBackoff } from "./backoff.ts"
 import { resolve, sizes } from "./config.ts"
+import { Heap, type HeapNode } from "./heap.ts"
 import { List, type Node } from "./list.ts"
 import { makeMetrics } from "./metrics.ts"
 
@@ -53,9 +54,10 @@ interface Entry<C> extends Node<Entry<C>> {
   leak: Fiber.Fiber<unknown> | undefined
 }
 
-interface Waiter<C> extends Node<Waiter<C>> {
-  resume: ((effect: Effect.Effect<Entry<C>, PoolClosed>) => void) | undefined
+interface Waiter<C> extends Node<Waiter<C>>, HeapNode {
+  resume: ((effect: Effect.Effect<Entry<C>, PoolTimeout | PoolClosed>) => void) | undefined
   entry: Entry<C> | undefined
+  readonly timeoutMs: number
 }
 
 type Counters = {
@@ -118,6 +120,10 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
   const byConn = new Map<C, Entry<C>>()
   const idle = new List<Entry<C>>()
   const waiters = new List<Waiter<C>>()
+  // The same waiters by deadline: one reaper fiber times them out, instead of a timer per waiter.
+  const deadlines = new Heap<Waiter<C>>()
+  let reaper: Fiber.Fiber<unknown> | undefined
+  let reaperAt = Infinity
   const readyWaiters = new Set<Deferred.Deferred<void, PoolClosed>>()
   const fibers = new Set<Fiber.Fiber<unknown, unknown>>()
   let pending = 0
@@ -230,7 +236,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     // Every caller has just seen the connection work (used, reset, checked or opened), handed-off ones included: a
     // connection passed from one user to the next was never idle and needs no checkout check.
     entry.returnedAt = t
-    const waiter = waiters.shift()
+    const waiter = takeWaiter()
     if (waiter !== undefined) {
       setState(entry, BORROWED)
       waiter.entry = entry
@@ -487,7 +493,10 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
   type Restore = <A, E2, R>(effect: Effect.Effect<A, E2, R>) => Effect.Effect<A, E2, R>
 
   const cancelWaiter = (waiter: Waiter<C>): void => {
-    if (waiters.remove(waiter)) return
+    if (waiters.remove(waiter)) {
+      deadlines.remove(waiter)
+      return
+    }
     const entry = waiter.entry
     if (entry !== undefined) {
       // Handed a connection as it left: pass it on, it was never used.
@@ -496,19 +505,63 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     }
   }
 
-  const waitForEntry = (timeoutMs: number, remainingMs: number): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed> =>
-    Effect.suspend(() => {
-      const waiter: Waiter<C> = { prev: undefined, next: undefined, list: undefined, resume: undefined, entry: undefined }
-      return Effect.callback<Entry<C>, PoolClosed>((resume) => {
-        // Queue only once `resume` exists: the pump below may complete a connect synchronously and hand it over.
-        waiter.resume = resume
-        waiters.push(waiter)
-        pump()
-      }).pipe(
-        Effect.timeoutOrElse({ duration: remainingMs, orElse: () => Effect.fail(timeoutError(timeoutMs)) }),
-        Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => cancelWaiter(waiter)))
-      )
+  const waitForEntry = (timeoutMs: number, deadline: number): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed> =>
+    Effect.callback<Entry<C>, PoolTimeout | PoolClosed>((resume) => {
+      const waiter: Waiter<C> = {
+        prev: undefined,
+        next: undefined,
+        list: undefined,
+        resume,
+        entry: undefined,
+        deadline,
+        heapIndex: -1,
+        timeoutMs
+      }
+      // Queue only once `resume` exists: the pump below may complete a connect synchronously and hand it over.
+      waiters.push(waiter)
+      deadlines.push(waiter)
+      armReaper(deadline)
+      pump()
+      // Runs only if the waiter is interrupted while still waiting.
+      return Effect.sync(() => cancelWaiter(waiter))
     })
+
+  /** Takes the oldest waiter off both queues. */
+  const takeWaiter = (): Waiter<C> | undefined => {
+    const waiter = waiters.shift()
+    if (waiter !== undefined) deadlines.remove(waiter)
+    return waiter
+  }
+
+  /** Makes sure the reaper wakes by `deadline`; with one pool-wide timeout it is started once per busy period. */
+  const armReaper = (deadline: number): void => {
+    if (deadline >= reaperAt) return
+    if (reaper !== undefined) reaper.interruptUnsafe()
+    reaperAt = deadline
+    reaper = spawn(reapAt(deadline))
+  }
+
+  const reapAt = (deadline: number): Effect.Effect<void> =>
+    Effect.andThen(
+      Effect.sleep(Math.max(0, deadline - now())),
+      Effect.suspend(() => {
+        const t = now()
+        let waiter: Waiter<C> | undefined
+        while ((waiter = deadlines.peek()) !== undefined && waiter.deadline <= t) {
+          deadlines.remove(waiter)
+          waiters.remove(waiter)
+          waiter.resume!(Effect.fail(timeoutError(waiter.timeoutMs)))
+        }
+        const next = deadlines.peek()
+        if (next === undefined) {
+          reaperAt = Infinity
+          reaper = undefined
+          return Effect.void
+        }
+        reaperAt = next.deadline
+        return reapAt(next.deadline)
+      })
+    )
 
   /** Runs the checkout check within the deadline; false when the entry failed it (and was closed). */
   const checkOut = (restore: Restore, entry: Entry<C>, deadline: number): Effect.Effect<boolean> => {
@@ -567,7 +620,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
             counters.requestsQueued++
           }
           const waitStart = now()
-          const exit = yield* Effect.exit(restore(waitForEntry(timeoutMs, deadline - waitStart)))
+          const exit = yield* Effect.exit(restore(waitForEntry(timeoutMs, deadline)))
           const waited = now() - waitStart
           counters.requestsWaitMs += waited
           metrics.wait(waited)
@@ -672,7 +725,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
         ? cfg.closeTimeoutMs
         : Math.max(0, Duration.toMillis(Duration.fromInputUnsafe(timeout)))
       let waiter: Waiter<C> | undefined
-      while ((waiter = waiters.shift()) !== undefined) waiter.resume!(Effect.fail(new PoolClosed({ pool: cfg.name })))
+      while ((waiter = takeWaiter()) !== undefined) waiter.resume!(Effect.fail(new PoolClosed({ pool: cfg.name })))
       for (const ready of readyWaiters) Deferred.doneUnsafe(ready, Effect.fail(new PoolClosed({ pool: cfg.name })))
       readyWaiters.clear()
       for (const entry of idle.toArray()) closeEntry(entry, "poolClosed")
