@@ -95,6 +95,8 @@ export type ResetMode =
 export interface Options {
   readonly connectOptions: () => PgConnection.Config
   readonly reset?: ResetMode | undefined
+  /** Open connections that pipeline unpinned statements from many fibers (see `PgPool.Config.multiplex`). */
+  readonly multiplex?: boolean | undefined
   /** Runs again after a session reset, so settings made by the pool's `configure` survive `RESET ALL`. */
   readonly reconfigure?: ((session: PgSession) => Effect.Effect<void, SqlError>) | undefined
   /** Called when the driver learns that a session died (for example a FATAL while it sat idle). */
@@ -251,7 +253,8 @@ export const make = (options: Options): Connector<PgSession, SqlError> => {
   const mode = options.reset ?? "auto"
   const connect = Effect.suspend(() => {
     const scope = Scope.makeUnsafe()
-    return PgConnection.make(options.connectOptions()).pipe(
+    const config = options.connectOptions()
+    return PgConnection.make(options.multiplex === true ? { ...config, multiplex: true } : config).pipe(
       Scope.provide(scope),
       Effect.onError(() => Scope.close(scope, Exit.void)),
       Effect.map((connection): PgSession => {

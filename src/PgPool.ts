@@ -24,7 +24,7 @@ import { validateConnection } from "./internal/validate.ts"
 import * as PgConnector from "./PgConnector.ts"
 import * as PgSqlClient from "./PgSqlClient.ts"
 import * as Pool from "./Pool.ts"
-import { isPoolError, type PoolClosed, type PoolConfigError, type PoolError, type PoolTimeout } from "./PoolError.ts"
+import { isPoolError, type PoolClosed, PoolConfigError, type PoolError, type PoolTimeout } from "./PoolError.ts"
 import type { PoolStats } from "./PoolStats.ts"
 
 /**
@@ -95,8 +95,16 @@ export interface PooledConnection {
  * @since 0.1.0
  */
 export interface PoolConfig
-  extends Omit<Pool.Options<PooledConnection, SqlError>, "configure" | "check">, PgSqlClient.ClientOptions
+  extends Omit<Pool.Options<PooledConnection, SqlError>, "configure" | "check" | "multiplex">, PgSqlClient.ClientOptions
 {
+  /**
+   * Pipelined mode (default false): single statements (`sql` outside a transaction and the helpers `execute`,
+   * `fetch`, `fetchOne`, `fetchVal`) from many fibers share connections and are pipelined. Transactions, `reserve`,
+   * streams, `listen`, `connection()`, `executeMany` and `fetchMany` still take a connection exclusively (pinned).
+   */
+  readonly multiplex?: boolean | undefined
+  /** How many statements may share one connection at once in pipelined mode (default 32). */
+  readonly multiplexConcurrency?: number | undefined
   readonly configure?: ((connection: PooledConnection) => Effect.Effect<void, SqlError>) | undefined
   readonly check?: false | Pool.CheckOptions<PooledConnection, SqlError> | undefined
 }
@@ -346,6 +354,7 @@ export const makeWith = Effect.fnUntraced(function*(
   const run = check === false || check?.run === undefined ? undefined : check.run
   engine = yield* Pool.make(connector, {
     ...config,
+    multiplex: config.multiplex === true ? config.multiplexConcurrency ?? 32 : undefined,
     // What configure leaves is the session's baseline, not dirt: a clean first lease must not trigger a reset.
     configure: configure === undefined ? undefined : (session) =>
       Effect.tap(configure(new Lease(session)), () => Effect.sync(() => (session.dirty = false))),
@@ -362,11 +371,16 @@ export const makeWith = Effect.fnUntraced(function*(
 
   // Inside a transaction a helper runs on the transaction's connection: borrowing another one would escape the
   // transaction (and wait forever on a pool of one).
-  const withLease = <A, E>(f: (lease: Lease) => Effect.Effect<A, E>): Effect.Effect<A, E | PoolError> =>
+  const inTransactionOr = (borrow: typeof pool.withShared) =>
+  <A, E>(f: (lease: Lease) => Effect.Effect<A, E>): Effect.Effect<A, E | PoolError> =>
     Effect.flatMap(
       currentTransaction,
-      (lease) => lease !== undefined ? f(lease) : pool.withConnection((session) => f(new Lease(session)))
+      (lease) => lease !== undefined ? f(lease) : borrow((session) => f(new Lease(session)))
     )
+  // One statement: may share a connection in pipelined mode.
+  const withLease = inTransactionOr(pool.withShared)
+  // Several statements that must see one session (a batch's BEGIN ... COMMIT): never shared.
+  const withOwnLease = inTransactionOr(pool.withConnection)
 
   /**
    * Runs `f` for every parameter set in one transaction on one connection; inside a transaction, under a savepoint,
@@ -382,7 +396,7 @@ export const makeWith = Effect.fnUntraced(function*(
         ? ["BEGIN", "COMMIT", "ROLLBACK"]
         : ["SAVEPOINT effect_pg_pool_batch", "RELEASE SAVEPOINT effect_pg_pool_batch",
           "ROLLBACK TO SAVEPOINT effect_pg_pool_batch"]
-      return withLease((lease) =>
+      return withOwnLease((lease) =>
         Effect.gen(function*() {
           yield* lease.query(begin)
           const out: Array<A> = []
@@ -398,7 +412,7 @@ export const makeWith = Effect.fnUntraced(function*(
 
   const service: PgPool = {
     name: pool.name,
-    connection: (options) => Effect.map(pool.connection(options), (session): PooledConnection => new Lease(session)),
+    connection: (options) => PgSqlClient.exclusiveLease(pool, config, options),
     withConnection: (f, options) => pool.withConnection((session) => f(new Lease(session)), options),
     withTransaction: (effect) => unwrapPoolError(client.withTransaction(effect)),
     execute: (sql, params) => withLease((lease) => lease.query(sql, params)),
@@ -457,12 +471,17 @@ export const make = Effect.fnUntraced(function*(
 > {
   let connectOptions = connectionOf(config)
   yield* validateConnection(connectOptions)
+  if (config.multiplex === true && config.reset !== undefined && config.reset !== "auto" && config.reset !== "none") {
+    // A shared connection cannot be reset after every statement: only a dirty one is, once its sharers are done.
+    return yield* new PoolConfigError({ field: "reset", reason: "must be \"auto\" or \"none\" with multiplex" })
+  }
   const configure = config.configure
   return yield* makeWith({
     connector: (invalidate) =>
       PgConnector.make({
         connectOptions: () => connectOptions,
         reset: config.reset,
+        multiplex: config.multiplex,
         reconfigure: configure === undefined ? undefined : (session) => configure(new Lease(session)),
         onRetire: invalidate
       }),

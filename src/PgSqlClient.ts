@@ -16,7 +16,7 @@ import { ConnectionError, SqlError, UnknownError } from "effect/sql/SqlError"
 import * as Statement from "effect/sql/Statement"
 import { Lease } from "./internal/lease.ts"
 import type { PgSession } from "./PgConnector.ts"
-import type { Pool } from "./Pool.ts"
+import type { AcquireOptions, Pool } from "./Pool.ts"
 import { isPoolError, type PoolError } from "./PoolError.ts"
 
 /**
@@ -42,6 +42,8 @@ export interface ClientOptions {
   readonly database?: string | undefined
   readonly host?: string | undefined
   readonly port?: number | undefined
+  /** The pool multiplexes: single statements share connections, scoped leases pin theirs. */
+  readonly multiplex?: boolean | undefined
 }
 
 /**
@@ -104,6 +106,21 @@ export const liftPoolError = <A, E, R>(
 ): Effect.Effect<A, Exclude<E, PoolError> | SqlError, R> =>
   Effect.mapError(effect, (error) => isPoolError(error) ? toSqlError(error) : error as Exclude<E, PoolError>)
 
+/**
+ * A lease held until the scope closes. On a multiplexed pool it pins the connection: statements already pipelined on
+ * it finish first, none can join, and an interrupted statement is cancelled on the server.
+ *
+ * @internal
+ */
+export const exclusiveLease = (
+  pool: Pool<PgSession>,
+  options: { readonly multiplex?: boolean | undefined },
+  acquire?: AcquireOptions
+): Effect.Effect<Lease, PoolError, Scope.Scope> =>
+  options.multiplex === true
+    ? Effect.flatMap(pool.connection(acquire), (session) => Effect.map(session.connection.pin, (pinned) => new Lease(session, pinned)))
+    : Effect.map(pool.connection(acquire), (session) => new Lease(session))
+
 /** sql-pg's own check: PostgreSQL answers COMMIT with ROLLBACK when the transaction had already failed. */
 const commit = (connection: Connection): Effect.Effect<void, SqlError> =>
   Effect.flatMap(connection.executeRaw("COMMIT", []) as Effect.Effect<PgConnection.Result, SqlError>, (result) =>
@@ -149,13 +166,11 @@ export const make = Effect.fnUntraced(function*(
   pool: Pool<PgSession>,
   options: ClientOptions
 ): Effect.fn.Return<PgClient.PgClient, never, Scope.Scope | Reactivity.Reactivity> {
-  const acquirer: Effect.Effect<Connection, SqlError, Scope.Scope> = liftPoolError(
-    Effect.map(pool.connection(), (session) => new Lease(session))
-  )
+  const acquirer: Effect.Effect<Connection, SqlError, Scope.Scope> = liftPoolError(exclusiveLease(pool, options))
   const client = yield* SqlClient.make({
     driver: "pg",
     acquirer,
-    borrower: (f) => liftPoolError(pool.withConnection((session) => f(new Lease(session)))),
+    borrower: (f) => liftPoolError(pool.withShared((session) => f(new Lease(session)))),
     transactionAcquirer: acquirer,
     compiler: PgClient.makeCompiler(options.transformQueryNames, options.transformJson),
     prepareTransactionControls: true,
@@ -182,7 +197,7 @@ export const make = Effect.fnUntraced(function*(
     listen: (channel: string) => Effect.flatMap(acquirer, (lease) => (lease as Lease).listen(channel)),
     notify: (channel: string, payload: string) =>
       liftPoolError(
-        pool.withConnection((session) =>
+        pool.withShared((session) =>
           Effect.asVoid(new Lease(session).query("SELECT pg_notify($1, $2)", [channel, payload]))
         )
       )

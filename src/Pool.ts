@@ -54,6 +54,9 @@ import type { PoolStats } from "./PoolStats.ts"
  * - `nullPool` (false): psycopg's NullConnectionPool: no idle connections are kept, every checkout with nobody to hand
  *   a connection back opens a new one, `maxSize` still bounds concurrency.
  * - `metricsInterval` (5 seconds): how often counters and gauges are copied to the Effect metrics.
+ * - `multiplex` (1 = off): how many `withShared` statements may run on one connection at once. Shared use leaves the
+ *   connection idle (`poolAvailable` counts it); closing, resetting or retiring it waits until its last shared
+ *   statement ends. Exclusive acquisitions still take connections whole.
  *
  * **Example**
  *
@@ -85,6 +88,7 @@ export interface Options<C, E = unknown> {
   readonly closeTimeout?: Duration.Input | undefined
   readonly nullPool?: boolean | undefined
   readonly metricsInterval?: Duration.Input | undefined
+  readonly multiplex?: number | undefined
 }
 
 /**
@@ -162,6 +166,9 @@ export interface AcquireOptions {
  *   connection never leaks whatever the fiber does. A lease ended by interruption or a defect closes the
  *   connection, since a statement may still be in flight on it.
  * - `withConnection` lends one for the duration of `f`.
+ * - `withShared` runs `f` on a connection other `withShared` calls may use at the same time (see `multiplex`); the
+ *   same acquisition rules (FIFO, deadline, checks) apply when no connection can be shared. Without `multiplex` it is
+ *   `withConnection`.
  * - `invalidate` marks a borrowed connection broken: it is closed and replaced on return.
  * - `stats` / `popStats` (the latter resets the counters, not the gauges).
  * - `resize(min, max?)`: growing starts connects at once; shrinking closes idle surplus now and borrowed surplus
@@ -194,6 +201,10 @@ export interface Pool<C> {
   readonly name: string
   readonly connection: (options?: AcquireOptions) => Effect.Effect<C, PoolError, Scope.Scope>
   readonly withConnection: <A, E, R>(
+    f: (connection: C) => Effect.Effect<A, E, R>,
+    options?: AcquireOptions
+  ) => Effect.Effect<A, E | PoolError, R>
+  readonly withShared: <A, E, R>(
     f: (connection: C) => Effect.Effect<A, E, R>,
     options?: AcquireOptions
   ) => Effect.Effect<A, E | PoolError, R>

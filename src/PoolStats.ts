@@ -104,7 +104,7 @@ export const PoolStats = Schema.Struct({
   connectionsMs: Schema.Number,
   /** connects that failed, a failing `configure` included */
   connectionsErrors: Schema.Number,
-  /** connections found dead by a check */
+  /** connections found dead while in the pool: by a check, or reported dead by the driver while idle */
   connectionsLost: Schema.Number,
   /** connects in flight now (pgxpool's constructing) */
   connectionsPending: Schema.Number,

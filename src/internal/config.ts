@@ -33,6 +33,8 @@ export interface Resolved<C, E> {
   readonly closeTimeoutMs: number
   readonly nullPool: boolean
   readonly metricsIntervalMs: number
+  /** Shared statements per connection at once; 1 when multiplexing is off. */
+  readonly multiplex: number
 }
 
 let poolCounter = 0
@@ -116,8 +118,10 @@ export const resolve = Effect.fnUntraced(function*<C, E>(options: Options<C, E>)
     leakThresholdMs: yield* millis("leakThreshold", options.leakThreshold, Infinity, { positive: true }),
     closeTimeoutMs: yield* millis("closeTimeout", options.closeTimeout, 5000),
     nullPool,
-    metricsIntervalMs: yield* millis("metricsInterval", options.metricsInterval, 5000, { positive: true })
+    metricsIntervalMs: yield* millis("metricsInterval", options.metricsInterval, 5000, { positive: true }),
+    multiplex: yield* integer("multiplex", options.multiplex, 1, 1)
   }
+  if (resolved.multiplex === Infinity) return yield* fail("multiplex", "must be finite")
   if (options.numWorkers !== undefined && nullPool) yield* integer("numWorkers", options.numWorkers, 3, 1)
   if (resolved.numWorkers === Infinity) return yield* fail("numWorkers", "must be finite")
   return resolved

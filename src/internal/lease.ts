@@ -28,10 +28,13 @@ const released = (operation: string) =>
 export class Lease implements Connection {
   readonly session: PgSession
   readonly epoch: number
+  /** The session's connection, or a pinned view of it (exclusive leases of a multiplexed pool). */
+  readonly connection: PgConnection.PgConnection
 
-  constructor(session: PgSession) {
+  constructor(session: PgSession, connection: PgConnection.PgConnection = session.connection) {
     this.session = session
     this.epoch = session.epoch
+    this.connection = connection
   }
 
   get processId(): number {
@@ -46,7 +49,7 @@ export class Lease implements Connection {
     const session = this.session
     if (session.epoch !== this.epoch) return Effect.fail(released(operation))
     track(session, sql)
-    return watch(session, f(session.connection))
+    return watch(session, f(this.connection))
   }
 
   query(sql: string, params: ReadonlyArray<unknown> = [], prepare?: boolean) {
@@ -61,7 +64,7 @@ export class Lease implements Connection {
     const session = this.session
     if (session.epoch !== this.epoch) return Stream.fail(released("stream"))
     track(session, sql)
-    return Stream.tapError(session.connection.stream(sql, params), (error) => watch(session, Effect.fail(error)))
+    return Stream.tapError(this.connection.stream(sql, params), (error) => watch(session, Effect.fail(error)))
   }
 
   listen(channel: string): Effect.Effect<Queue.Dequeue<PgConnection.Notification, SqlError>, SqlError, Scope.Scope> {

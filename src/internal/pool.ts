@@ -35,6 +35,8 @@ const BORROWED = 1
 const RETURNING = 2
 const CHECKING = 3
 const CLOSED = 4
+/** Closed as soon as the shared statements still running on it finish. */
+const RETIRING = 5
 
 interface Entry<C> extends Node<Entry<C>> {
   readonly conn: C
@@ -50,6 +52,12 @@ interface Entry<C> extends Node<Entry<C>> {
   /** `failures` when its connect started (see `noteConnectFailure`). */
   readonly connectSeq: number
   invalid: boolean
+  /** Shared statements running on it now (multiplex); it stays idle, and is closed or reset only once they end. */
+  sharers: number
+  /** Why a RETIRING entry is closed. */
+  retiring: keyof ClosedByReason | undefined
+  /** A shared statement dirtied it: reset once the last sharer leaves. */
+  resetWhenFree: boolean
   timer: Fiber.Fiber<unknown> | undefined
   leak: Fiber.Fiber<unknown> | undefined
 }
@@ -202,8 +210,15 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     entry.state = state
   }
 
-  const closeEntry = (entry: Entry<C>, reason: keyof ClosedByReason): void => {
+  const closeEntry = (entry: Entry<C>, reason: keyof ClosedByReason, underUsers = false): void => {
     if (entry.state === CLOSED) return
+    if (entry.sharers > 0 && !underUsers) {
+      // Shared statements are still running on it: out of circulation now, closed when the last one ends.
+      idle.remove(entry)
+      if (entry.state !== RETIRING) entry.retiring = reason
+      setState(entry, RETIRING)
+      return
+    }
     setState(entry, CLOSED)
     idle.remove(entry)
     all.delete(entry)
@@ -333,6 +348,9 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
       served: false,
       connectSeq,
       invalid: false,
+      sharers: 0,
+      retiring: undefined,
+      resetWhenFree: false,
       timer: undefined,
       leak: undefined
     }
@@ -563,11 +581,26 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
       })
     )
 
+  /**
+   * `Effect.timeout` that does not wait for `effect` to wind down when cut off (by the timeout or an interruption):
+   * the acquisition deadline is the caller's, and an interrupted statement can take the driver seconds to give up
+   * (its CancelRequest cannot get through a network partition). The caller closes the connection right after, and
+   * `effect` is interrupted in the background.
+   */
+  const detachedTimeout = <A, E2>(effect: Effect.Effect<A, E2>, ms: number): Effect.Effect<A, E2 | Cause.TimeoutError> =>
+    Effect.suspend(() => {
+      const fiber = spawn(Effect.exit(effect)) as Fiber.Fiber<Exit.Exit<A, E2>>
+      return Effect.onExit(
+        Effect.timeout(Effect.flatMap(Fiber.join(fiber), (exit) => exit), ms),
+        (exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => fiber.interruptUnsafe())
+      )
+    })
+
   /** Runs the checkout check within the deadline; false when the entry failed it (and was closed). */
   const checkOut = (restore: Restore, entry: Entry<C>, deadline: number): Effect.Effect<boolean> => {
     setState(entry, CHECKING)
     return Effect.flatMap(
-      Effect.exit(restore(Effect.timeout(checkRun(entry.conn), Math.max(0, deadline - now())))),
+      Effect.exit(restore(detachedTimeout(checkRun(entry.conn), Math.max(0, deadline - now())))),
       (exit) => {
         if (entry.state !== CHECKING) return Effect.succeed(false)
         if (Exit.isSuccess(exit)) {
@@ -594,7 +627,11 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     )
   }
 
-  const slowAcquire = (restore: Restore, timeoutMs: number): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed | TooManyRequests> =>
+  const slowAcquire = (
+    restore: Restore,
+    timeoutMs: number,
+    takeFromIdle = true
+  ): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed | TooManyRequests> =>
     Effect.gen(function*() {
       const start = now()
       counters.requestsNum++
@@ -609,7 +646,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
       const deadline = start + timeoutMs
       let queued = false
       while (true) {
-        let entry = waiters.length === 0 || queued ? takeIdle(now()) : undefined
+        let entry = takeFromIdle && (waiters.length === 0 || queued) ? takeIdle(now()) : undefined
         if (entry === undefined) {
           if (cfg.maxWaiting > 0 && waiters.length >= cfg.maxWaiting) {
             counters.requestsErrors++
@@ -688,6 +725,118 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
       )
     )
 
+  /** The end of one shared statement. */
+  const unshare = (entry: Entry<C>, startedAt: number): void => {
+    entry.sharers--
+    const t = now()
+    counters.usageMs += t - startedAt
+    metrics.usage(t - startedAt)
+    if (entry.state === RETIRING) {
+      if (entry.sharers === 0) closeEntry(entry, entry.retiring ?? "poolClosed")
+      return
+    }
+    // Borrowed exclusively or being checked meanwhile: that path owns it now.
+    if (entry.state !== IDLE && entry.state !== RETURNING) return
+    entry.returnedAt = t
+    if (connector.isBroken(entry.conn)) {
+      counters.returnsBad++
+      return closeEntry(entry, "broken")
+    }
+    entry.served = true
+    proven = true
+    if (entry.state === RETURNING) {
+      if (entry.resetWhenFree && entry.sharers === 0 && reset !== undefined) {
+        entry.resetWhenFree = false
+        spawn(resetThenPut(entry, reset))
+      }
+      return
+    }
+    const reason = expiredReason(entry, t)
+    if (reason !== undefined) return closeEntry(entry, reason)
+    if (reset !== undefined && needsReset !== undefined && needsReset(entry.conn)) {
+      // A shared statement changed the session: no new sharer may see it; reset once the others are done.
+      idle.remove(entry)
+      setState(entry, RETURNING)
+      if (entry.sharers === 0) spawn(resetThenPut(entry, reset))
+      else entry.resetWhenFree = true
+      return
+    }
+    // A slot freed up on a connection someone is waiting for (every connection was full).
+    if (waiters.length > 0) {
+      idle.remove(entry)
+      put(entry, t)
+    }
+  }
+
+  /** Puts a connection just taken by a shared acquisition back in circulation, passing on what it can still carry. */
+  const joinShared = (entry: Entry<C>, t: number): void => {
+    if (entry.sharers < cfg.multiplex) return put(entry, t)
+    setState(entry, IDLE)
+    entry.returnedAt = t
+    idle.push(entry)
+  }
+
+  /** An idle connection a shared statement may join now, if any (it is moved to the back: round robin). */
+  const shareable = (t: number): Entry<C> | undefined => {
+    for (let entry = idle.head; entry !== undefined; entry = entry.next) {
+      if (
+        entry.sharers < cfg.multiplex && entry.expiresAt > t && t - entry.returnedAt < cfg.checkIdleMs &&
+        !connector.isBroken(entry.conn)
+      ) {
+        idle.remove(entry)
+        idle.push(entry)
+        return entry
+      }
+    }
+    return undefined
+  }
+
+  const runShared = <A, E2, R>(
+    restore: Restore,
+    entry: Entry<C>,
+    f: (connection: C) => Effect.Effect<A, E2, R>
+  ): Effect.Effect<A, E2, R> => {
+    const startedAt = now()
+    return Effect.onExit(restore(Effect.suspend(() => f(entry.conn))), () => Effect.sync(() => unshare(entry, startedAt)))
+  }
+
+  /**
+   * Multiplex: runs `f` on an idle connection that other shared statements may be using at the same time (up to
+   * `multiplex` of them). The connection stays idle; exclusive acquisitions can still take it, and get it once the
+   * statements already on it are done (the driver pipelines them). Without `multiplex` it is `withConnection`.
+   */
+  const withShared = <A, E2, R>(
+    f: (connection: C) => Effect.Effect<A, E2, R>,
+    options?: AcquireOptions
+  ): Effect.Effect<A, E2 | PoolTimeout | PoolClosed | TooManyRequests, R> => {
+    if (cfg.multiplex <= 1) return withConnection(f, options)
+    return Effect.uninterruptibleMask((restore) => {
+      const t = now()
+      const entry = !closing && waiters.length === 0 ? shareable(t) : undefined
+      if (entry !== undefined) {
+        entry.sharers++
+        entry.uses++
+        counters.requestsNum++
+        return runShared(restore, entry, f)
+      }
+      // Nothing to join: take one like any acquisition (in line, checks included) and share it. When every idle
+      // connection is full, wait for a slot instead of taking one of them.
+      const full = idle.length > 0 && waiters.length === 0 && !closing
+      const timeoutMs = timeoutOf(options)
+      const acquired = full ? slowAcquire(restore, timeoutMs, false) : acquire(restore, timeoutMs)
+      return Effect.flatMap(acquired, (entry) => {
+        if (entry.leak !== undefined) {
+          entry.leak.interruptUnsafe()
+          entry.leak = undefined
+        }
+        entry.sharers++
+        entry.served = true
+        joinShared(entry, now())
+        return runShared(restore, entry, f)
+      })
+    })
+  }
+
   // ---------------------------------------------------------------------------------------------------------------
   // Maintenance
   // ---------------------------------------------------------------------------------------------------------------
@@ -733,7 +882,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
       return Effect.gen(function*() {
         yield* Effect.timeoutOption(Deferred.await(allReturned!), graceMs)
         // Past the grace period: close the rest under their users, whose statements then fail.
-        for (const entry of Array.from(all)) closeEntry(entry, "poolClosed")
+        for (const entry of Array.from(all)) closeEntry(entry, "poolClosed", true)
         while (fibers.size > 0) yield* Fiber.interruptAll(Array.from(fibers))
         metrics.export(snapshot(true))
         Deferred.doneUnsafe(done, Effect.void)
@@ -753,12 +902,16 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     name: cfg.name,
     connection,
     withConnection,
+    withShared,
     invalidate: (conn) =>
       Effect.sync(() => {
         const entry = byConn.get(conn)
         if (entry === undefined) return
-        if (entry.state === IDLE) closeEntry(entry, "broken")
-        else entry.invalid = true
+        if (entry.state === IDLE) {
+          // Died while in the pool (the driver said so): lost, like one found dead by a check.
+          counters.connectionsLost++
+          closeEntry(entry, "broken")
+        } else entry.invalid = true
       }),
     stats: Effect.sync(() => snapshot()),
     popStats: Effect.sync(() => {
