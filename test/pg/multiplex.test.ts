@@ -31,7 +31,7 @@ describe("multiplex on PostgreSQL", () => {
       const failing = sql.withTransaction(
         Effect.andThen(sql`INSERT INTO t VALUES (-1)`, Effect.fail("boom" as const))
       )
-      const work = Effect.forEach(Array.from({ length: 40 }, (_, i) => i), (i) =>
+      const work = Effect.forEach(Array.from({ length: 40 }, (_, i) => i), (i): Effect.Effect<Exit.Exit<unknown, unknown>> =>
         i % 4 === 0
           ? Effect.exit(failing)
           : i % 4 === 1
