@@ -1,7 +1,7 @@
 /**
- * The pool's Effect metrics, tagged `pool=<name>`. Histograms are recorded as events happen; counters and gauges
- * are copied from the stats by a sampler every `metricsInterval` (and at close), so the acquire/release path only
- * pays for the usage histogram.
+ * The pool's Effect metrics, tagged `pool=<name>`. The wait and connect histograms are recorded as events happen
+ * (slow paths only); usage samples are buffered, and they, the counters and the gauges are exported by a sampler
+ * every `metricsInterval` (and at close), so the acquire/release path pays for one array push.
  *
  * @internal
  */
@@ -76,11 +76,20 @@ export const makeMetrics = (pool: string, context: Context.Context<never>): Metr
     last.set(key, value)
     return value - previous
   }
+  // Usage is recorded on every release: buffer it and feed the histogram with the counters, off the hot path.
+  const usageSamples: Array<number> = []
+  const flushUsage = () => {
+    for (const ms of usageSamples) usage.updateUnsafe(ms, context)
+    usageSamples.length = 0
+  }
   return {
     wait: (ms) => wait.updateUnsafe(ms, context),
-    usage: (ms) => usage.updateUnsafe(ms, context),
+    usage: (ms) => {
+      if (usageSamples.push(ms) >= 4096) flushUsage()
+    },
     connect: (ms) => connect.updateUnsafe(ms, context),
     export: (stats) => {
+      flushUsage()
       for (const [key, counter] of counters) {
         const d = delta(key, stats[key])
         if (d > 0) counter.updateUnsafe(d, context)

@@ -13,6 +13,7 @@
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -152,8 +153,15 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
   // flight alongside it and failed for the same reason, so it does not step the backoff again.
   let failures = 0
   // A connection served or passed a check since the backoff last stepped. A bare successful connect does not
-  // count: connections that fail their first check would otherwise restart the backoff every time.
+  // count: connections that fail their first check would otherwise restart the backoff every time. Nor does one
+  // opened before that step (see `prove`).
   let proven = true
+  // Only a connection opened since the backoff last stepped proves that connects work again: older ones serving
+  // say nothing about new connects (server slots exhausted, pg_hba or the password changed), and letting them
+  // restart the backoff would keep the pool probing at the schedule's first delay for as long as they serve.
+  const prove = (entry: Entry<C>): void => {
+    if (entry.connectSeq === failures) proven = true
+  }
   const counters = zeroCounters()
   let base = zeroCounters()
   const closed = zeroClosed()
@@ -308,7 +316,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     // A statement may still be running on a connection whose user was interrupted or died.
     if (interruptedOrDied(exit)) return closeEntry(entry, "interrupted")
     entry.served = true
-    proven = true
+    prove(entry)
     if (reset !== undefined && !closing && (needsReset === undefined || needsReset(entry.conn))) {
       setState(entry, RETURNING)
       spawn(resetThenPut(entry, reset))
@@ -605,7 +613,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
         if (entry.state !== CHECKING) return Effect.succeed(false)
         if (Exit.isSuccess(exit)) {
           setState(entry, BORROWED)
-          proven = true
+          prove(entry)
           return Effect.succeed(true)
         }
         if (Cause.hasInterruptsOnly(exit.cause)) {
@@ -687,32 +695,44 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     options?.timeout === undefined ? cfg.timeoutMs : Duration.toMillis(Duration.fromInputUnsafe(options.timeout))
 
   /** The hot path: an idle connection that needs no check is a synchronous take. */
-  const acquire = (restore: Restore, timeoutMs: number): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed | TooManyRequests> => {
-    if (!closing && waiters.length === 0 && timeoutMs > 0) {
-      const entry = idle.head
-      if (entry !== undefined) {
-        const t = now()
-        if (entry.expiresAt > t && t - entry.returnedAt < cfg.checkIdleMs && !connector.isBroken(entry.conn)) {
-          idle.remove(entry)
-          if (idle.length < idleLow) idleLow = idle.length
-          setState(entry, BORROWED)
-          counters.requestsNum++
-          lend(entry, t)
-          return Effect.succeed(entry)
-        }
-      }
-    }
-    return slowAcquire(restore, timeoutMs)
+  const takeFast = (timeoutMs: number): Entry<C> | undefined => {
+    if (closing || waiters.length > 0 || timeoutMs <= 0) return undefined
+    const entry = idle.head
+    if (entry === undefined) return undefined
+    const t = now()
+    if (entry.expiresAt <= t || t - entry.returnedAt >= cfg.checkIdleMs || connector.isBroken(entry.conn)) return undefined
+    idle.remove(entry)
+    if (idle.length < idleLow) idleLow = idle.length
+    setState(entry, BORROWED)
+    counters.requestsNum++
+    lend(entry, t)
+    return entry
   }
+
+  const acquire = (restore: Restore, timeoutMs: number): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed | TooManyRequests> => {
+    const entry = takeFast(timeoutMs)
+    return entry !== undefined ? Effect.succeed(entry) : slowAcquire(restore, timeoutMs)
+  }
+
+  // Finalizers release synchronously when called and return a constant: one Effect op less per lease.
+  const releaseWith = (entry: Entry<C>) => (exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+    release(entry, exit)
+    return Effect.void
+  }
+
+  const lease = (scope: Scope.Scope, entry: Entry<C>): Effect.Effect<C> =>
+    Effect.as(Scope.addFinalizerExit(scope, releaseWith(entry)), entry.conn)
 
   const connection = (options?: AcquireOptions): Effect.Effect<C, PoolTimeout | PoolClosed | TooManyRequests, Scope.Scope> =>
     Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(Effect.scope, (scope) =>
-        Effect.flatMap(acquire(restore, timeoutOf(options)), (entry) =>
-          Effect.as(
-            Scope.addFinalizerExit(scope, (exit) => Effect.sync(() => release(entry, exit))),
-            entry.conn
-          )))
+      Effect.withFiber((fiber) => {
+        const scope = Context.getUnsafe(fiber.context, Scope.Scope)
+        const timeoutMs = timeoutOf(options)
+        const entry = takeFast(timeoutMs)
+        return entry !== undefined
+          ? lease(scope, entry)
+          : Effect.flatMap(slowAcquire(restore, timeoutMs), (entry) => lease(scope, entry))
+      })
     )
 
   const withConnection = <A, E2, R>(
@@ -721,7 +741,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
   ): Effect.Effect<A, E2 | PoolTimeout | PoolClosed | TooManyRequests, R> =>
     Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(acquire(restore, timeoutOf(options)), (entry) =>
-        Effect.onExit(restore(Effect.suspend(() => f(entry.conn))), (exit) => Effect.sync(() => release(entry, exit)))
+        Effect.onExit(restore(Effect.suspend(() => f(entry.conn))), releaseWith(entry))
       )
     )
 
@@ -743,7 +763,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
       return closeEntry(entry, "broken")
     }
     entry.served = true
-    proven = true
+    prove(entry)
     if (entry.state === RETURNING) {
       if (entry.resetWhenFree && entry.sharers === 0 && reset !== undefined) {
         entry.resetWhenFree = false
