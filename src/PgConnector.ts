@@ -215,16 +215,49 @@ const internalsOf = (connection: PgConnection.PgConnection): DriverInternals | u
 
 const run = (session: PgSession, sql: string) => watch(session, session.connection.query(sql, [], false))
 
-const deallocateSqlPrepared = (session: PgSession) =>
-  Effect.flatMap(
-    run(session, "SELECT name FROM pg_prepared_statements WHERE from_sql"),
-    (result) =>
-      Effect.forEach(
-        result.rows,
-        (row) => run(session, `DEALLOCATE "${String(row.name).replaceAll("\"", "\"\"")}"`),
-        { discard: true }
+/**
+ * The reset the pool runs on a returned session that needs one: roll back an open transaction (with a warning), then
+ * reset a dirty session per `mode` (deallocating SQL-level prepared statements by name), then run `reconfigure`.
+ * `run` executes one of these statements on the session.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { PgConnector } from "effect-pg-pool"
+ *
+ * declare const run: (session: PgConnector.PgSession, sql: string) => ReturnType<PgConnector.PgSession["connection"]["query"]>
+ * const reset = PgConnector.makeReset("auto", run)
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const makeReset = (
+  mode: ResetMode,
+  run: (session: PgSession, sql: string) => Effect.Effect<PgConnection.Result, SqlError>,
+  reconfigure?: ((session: PgSession) => Effect.Effect<void, SqlError>) | undefined
+): (session: PgSession) => Effect.Effect<void, SqlError> =>
+  Effect.fnUntraced(function*(session: PgSession) {
+    if (session.txOpen) {
+      yield* Effect.logWarning(
+        `PgPool: backend ${session.processId} was returned with a transaction open; rolling it back`
       )
-  )
+      yield* run(session, "ROLLBACK")
+      session.txOpen = false
+    }
+    if (typeof mode === "function") return yield* mode(session.connection)
+    if (mode === "none" || (mode === "auto" && !session.dirty)) return
+    for (const statement of resetStatements) yield* run(session, statement)
+    if (session.preparedSql || mode === "always") {
+      const prepared = yield* run(session, "SELECT name FROM pg_prepared_statements WHERE from_sql")
+      for (const row of prepared.rows) yield* run(session, `DEALLOCATE "${String(row.name).replaceAll("\"", "\"\"")}"`)
+    }
+    session.preparedSql = false
+    if (reconfigure !== undefined) yield* reconfigure(session)
+    // What configure leaves is the session's baseline, not dirt; its PREPAREs stay tracked for the next reset.
+    session.dirty = false
+    session.txOpen = false
+  })
 
 /**
  * Creates the PostgreSQL connector.
@@ -280,24 +313,7 @@ export const make = (options: Options): Connector<PgSession, SqlError> => {
     )
   })
 
-  const reset = Effect.fnUntraced(function*(session: PgSession) {
-    if (session.txOpen) {
-      yield* Effect.logWarning(
-        `PgPool: backend ${session.processId} was returned with a transaction open; rolling it back`
-      )
-      yield* run(session, "ROLLBACK")
-      session.txOpen = false
-    }
-    if (typeof mode === "function") return yield* mode(session.connection)
-    if (mode === "none" || (mode === "auto" && !session.dirty)) return
-    for (const statement of resetStatements) yield* run(session, statement)
-    if (session.preparedSql || mode === "always") yield* deallocateSqlPrepared(session)
-    session.preparedSql = false
-    if (options.reconfigure !== undefined) yield* options.reconfigure(session)
-    // What configure leaves is the session's baseline, not dirt; its PREPAREs stay tracked for the next reset.
-    session.dirty = false
-    session.txOpen = false
-  })
+  const reset = makeReset(mode, run, options.reconfigure)
 
   return {
     connect,

@@ -8,7 +8,6 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as PgConnection from "@effect/sql-pg/PgConnection"
 import * as Config_ from "effect/Config"
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -24,8 +23,7 @@ import { validateConnection } from "./internal/validate.ts"
 import * as PgConnector from "./PgConnector.ts"
 import * as PgSqlClient from "./PgSqlClient.ts"
 import * as Pool from "./Pool.ts"
-import { isPoolError, type PoolClosed, PoolConfigError, type PoolError, type PoolTimeout } from "./PoolError.ts"
-import type { PoolStats } from "./PoolStats.ts"
+import { isPoolError, PoolConfigError, type PoolError } from "./PoolError.ts"
 
 /**
  * A connection lent by the pool: statements on one PostgreSQL session.
@@ -175,8 +173,12 @@ export interface Config extends Omit<PgConnection.Config, "multiplex" | "stream"
  * @category models
  * @since 0.1.0
  */
-export interface PgPool {
-  readonly name: string
+export interface PgPool extends
+  Pick<
+    Pool.Pool<PgConnector.PgSession>,
+    "name" | "isClosing" | "stats" | "popStats" | "resize" | "check" | "wait" | "drain" | "close"
+  >
+{
   readonly connection: (options?: Pool.AcquireOptions) => Effect.Effect<PooledConnection, PoolError, Scope.Scope>
   readonly withConnection: <A, E, R>(
     f: (connection: PooledConnection) => Effect.Effect<A, E, R>,
@@ -207,14 +209,6 @@ export interface PgPool {
     sql: string,
     paramsList: Iterable<ReadonlyArray<unknown>>
   ) => Effect.Effect<ReadonlyArray<ReadonlyArray<PgConnection.Row>>, SqlError | PoolError>
-  readonly isClosing: Effect.Effect<boolean>
-  readonly stats: Effect.Effect<PoolStats>
-  readonly popStats: Effect.Effect<PoolStats>
-  readonly resize: (minSize: number, maxSize?: number) => Effect.Effect<void, PoolConfigError>
-  readonly check: Effect.Effect<void>
-  readonly wait: (timeout?: Duration.Input) => Effect.Effect<void, PoolTimeout | PoolClosed>
-  readonly drain: Effect.Effect<void>
-  readonly close: (timeout?: Duration.Input) => Effect.Effect<void>
   readonly setConnectOptions: (options: Partial<PgConnection.Config>) => Effect.Effect<void, PoolConfigError>
 }
 
@@ -359,7 +353,12 @@ export const makeWith = Effect.fnUntraced(function*(
     configure: configure === undefined ? undefined : (session) =>
       Effect.tap(configure(new Lease(session)), () => Effect.sync(() => (session.dirty = false))),
     check: check === false ? false : { idle: check?.idle, run: run === undefined ? undefined : (session) => run(new Lease(session)) }
-  })
+  }).pipe(
+    // The engine's `multiplex` is this service's `multiplexConcurrency`: name the field the user wrote.
+    Effect.mapError((error) =>
+      error.field === "multiplex" ? new PoolConfigError({ field: "multiplexConcurrency", reason: error.reason }) : error
+    )
+  )
   const pool = engine
   const client = yield* PgSqlClient.make(pool, config)
 

@@ -449,28 +449,22 @@ export const make = Effect.fnUntraced(function*(
     )
   }
 
-  // Same order as PgConnector's reset: roll back an open transaction, then reset a dirty session per `mode`.
-  const reset = Effect.fnUntraced(function*(session: PgConnector.PgSession) {
-    counts.resets++
-    if (failingResets > 0) {
-      failingResets--
-      return yield* connectionError("reset", "injected reset failure")
-    }
-    if (session.txOpen) {
-      yield* Effect.logWarning(
-        `PgPool: backend ${session.processId} was returned with a transaction open; rolling it back`
-      )
-      yield* runOwn(session, "ROLLBACK")
-      session.txOpen = false
-    }
-    if (mode === "none" || (mode === "auto" && !session.dirty)) return
-    for (const statement of PgConnector.resetStatements) yield* runOwn(session, statement)
-    session.preparedSql = false
-    const configure = options.configure
-    if (configure !== undefined) yield* configure(new Lease(session))
-    session.dirty = false
-    session.txOpen = false
-  })
+  const configure = options.configure
+  // The production reset, on the fake sessions: its statements reach the handler and the log.
+  const productionReset = PgConnector.makeReset(
+    mode,
+    runOwn,
+    configure === undefined ? undefined : (session) => configure(new Lease(session))
+  )
+  const reset = (session: PgConnector.PgSession) =>
+    Effect.suspend(() => {
+      counts.resets++
+      if (failingResets > 0) {
+        failingResets--
+        return Effect.fail(connectionError("reset", "injected reset failure"))
+      }
+      return productionReset(session)
+    })
 
   const connector: Connector<PgConnector.PgSession, SqlError> = {
     connect,
