@@ -8,6 +8,7 @@ import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { Connector } from "../Connector.ts"
+import { makeFaults } from "../internal/faults.ts"
 
 /**
  * The error every injected failure raises.
@@ -161,9 +162,7 @@ export const make = (options: MockOptions = {}): Effect.Effect<MockConnector> =>
     const open = new Set<MockConnection>()
     const counts = { connects: 0, connectAttempts: 0, closes: 0, pings: 0, resets: 0 }
     const attemptTimes: Array<number> = []
-    let failingConnects = 0
-    let failingPings = 0
-    let failingResets = 0
+    const faults = makeFaults()
     let nextId = 1
 
     const fault = (operation: MockError["operation"]) =>
@@ -173,8 +172,7 @@ export const make = (options: MockOptions = {}): Effect.Effect<MockConnector> =>
       counts.connectAttempts++
       attemptTimes.push(yield* Effect.clockWith((clock) => clock.currentTimeMillis))
       yield* pause(connectLatency)
-      if (failingConnects > 0) {
-        failingConnects--
+      if (faults.take("connect")) {
         return yield* fault("connect")
       }
       const connection: MockConnection = { id: nextId++, open: true, broken: false, dirty: false, resets: 0, pings: 0 }
@@ -189,8 +187,7 @@ export const make = (options: MockOptions = {}): Effect.Effect<MockConnector> =>
         Effect.suspend(() => {
           counts.resets++
           connection.resets++
-          if (failingResets > 0) {
-            failingResets--
+          if (faults.take("reset")) {
             return fault("reset")
           }
           connection.dirty = false
@@ -216,8 +213,7 @@ export const make = (options: MockOptions = {}): Effect.Effect<MockConnector> =>
           Effect.suspend(() => {
             counts.pings++
             connection.pings++
-            if (failingPings > 0) {
-              failingPings--
+            if (faults.take("ping")) {
               return fault("ping")
             }
             return connection.open && !connection.broken ? Effect.void : fault("ping")
@@ -234,18 +230,10 @@ export const make = (options: MockOptions = {}): Effect.Effect<MockConnector> =>
       open,
       counts,
       attemptTimes,
-      failConnects: (count) => {
-        failingConnects = count
-      },
-      failPings: (count) => {
-        failingPings = count
-      },
-      failResets: (count) => {
-        failingResets = count
-      },
-      recover: () => {
-        failingConnects = failingPings = failingResets = 0
-      },
+      failConnects: faults.failConnects,
+      failPings: faults.failPings,
+      failResets: faults.failResets,
+      recover: faults.recover,
       breakConnection: (connection) => {
         connection.broken = true
       },

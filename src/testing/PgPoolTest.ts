@@ -21,6 +21,7 @@ import * as SqlClient from "effect/sql/SqlClient"
 import { ConnectionError, SqlError } from "effect/sql/SqlError"
 import * as Stream from "effect/Stream"
 import type { Connector } from "../Connector.ts"
+import { makeFaults } from "../internal/faults.ts"
 import { Lease } from "../internal/lease.ts"
 import { validateConnection } from "../internal/validate.ts"
 import * as PgConnector from "../PgConnector.ts"
@@ -345,9 +346,7 @@ export const make = Effect.fnUntraced(function*(
   const open = new Set<number>()
   const counts = { connects: 0, connectAttempts: 0, closes: 0, pings: 0, resets: 0 }
   const attemptTimes: Array<number> = []
-  let failingConnects = options.failConnects ?? 0
-  let failingPings = 0
-  let failingResets = 0
+  const faults = makeFaults({ connect: options.failConnects })
   let nextProcessId = 1
 
   const deliver = (channel: string, payload: string, processId: number): void => {
@@ -418,8 +417,7 @@ export const make = Effect.fnUntraced(function*(
     counts.connectAttempts++
     attemptTimes.push(now())
     yield* pause(connectLatency)
-    if (failingConnects > 0) {
-      failingConnects--
+    if (faults.take("connect")) {
       return yield* connectionError("connect", "injected connect failure (connection refused)")
     }
     const backend: Backend = { processId: nextProcessId++, open: true, broken: false, channels: new Map() }
@@ -459,8 +457,7 @@ export const make = Effect.fnUntraced(function*(
   const reset = (session: PgConnector.PgSession) =>
     Effect.suspend(() => {
       counts.resets++
-      if (failingResets > 0) {
-        failingResets--
+      if (faults.take("reset")) {
         return Effect.fail(connectionError("reset", "injected reset failure"))
       }
       return productionReset(session)
@@ -485,8 +482,7 @@ export const make = Effect.fnUntraced(function*(
         pause(pingLatency),
         Effect.suspend(() => {
           counts.pings++
-          if (failingPings > 0) {
-            failingPings--
+          if (faults.take("ping")) {
             return Effect.fail(connectionError("ping", "injected ping failure"))
           }
           const backend = backendOf(session)
@@ -526,18 +522,10 @@ export const make = Effect.fnUntraced(function*(
     get connectOptions() {
       return connectOptions
     },
-    failConnects: (count) => {
-      failingConnects = count
-    },
-    failPings: (count) => {
-      failingPings = count
-    },
-    failResets: (count) => {
-      failingResets = count
-    },
-    recover: () => {
-      failingConnects = failingPings = failingResets = 0
-    },
+    failConnects: faults.failConnects,
+    failPings: faults.failPings,
+    failResets: faults.failResets,
+    recover: faults.recover,
     breakConnection: (processId) => {
       const backend = backends.get(processId)
       if (backend !== undefined) breakBackend(backend)
