@@ -131,11 +131,23 @@ export class PoolConfigError extends Schema.TaggedError<PoolConfigError>()("Pool
  */
 export type PoolError = PoolTimeout | PoolClosed | TooManyRequests
 
+/**
+ * The messages of an error and of its causes, with their codes: a driver's wrapper says "Failed to connect", its
+ * cause says why (the server's "password authentication failed ...", SQLSTATE 28P01).
+ */
 const describe = (error: unknown): string => {
-  if (typeof error === "object" && error !== null && "message" in error && typeof error.message === "string") {
-    return error.message
+  const parts: Array<string> = []
+  const seen = new Set<string>()
+  let current: unknown = error
+  for (let depth = 0; depth < 4 && typeof current === "object" && current !== null; depth++) {
+    const { code, message } = current as { readonly message?: unknown; readonly code?: unknown }
+    if (typeof message === "string" && message !== "" && !seen.has(message)) {
+      seen.add(message)
+      parts.push(typeof code === "string" && !message.includes(code) ? `${message} [${code}]` : message)
+    }
+    current = (current as { readonly cause?: unknown }).cause
   }
-  return String(error)
+  return parts.length === 0 ? String(error) : parts.join(": ")
 }
 
 /**
