@@ -19,8 +19,10 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Scope from "effect/Scope"
+import * as Tracer from "effect/Tracer"
 import type { Connector } from "../Connector.ts"
 import type { AcquireOptions, Options, Pool } from "../Pool.ts"
 import { PoolClosed, type PoolConfigError, PoolTimeout, TooManyRequests } from "../PoolError.ts"
@@ -292,10 +294,10 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     return undefined
   }
 
-  const lend = (entry: Entry<C>, t: number): void => {
+  const lend = (entry: Entry<C>, t: number, borrower: Fiber.Fiber<unknown, unknown> | undefined): void => {
     entry.uses++
     entry.borrowedAt = t
-    if (cfg.leakThresholdMs !== Infinity) entry.leak = spawn(leakWarning(entry, new Error("connection acquired here")))
+    if (cfg.leakThresholdMs !== Infinity) entry.leak = spawn(leakWarning(entry, borrowerOf(borrower)))
   }
 
   const release = (entry: Entry<C>, exit: Exit.Exit<unknown, unknown>): void => {
@@ -382,13 +384,22 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
       })
     )
 
-  const leakWarning = (entry: Entry<C>, acquiredAt: Error) =>
+  /** Who borrowed: the fiber and the span it acquired in (a JS stack here would only show the runtime). */
+  const borrowerOf = (fiber: Fiber.Fiber<unknown, unknown> | undefined): string => {
+    if (fiber === undefined) return "an unknown fiber"
+    const span = Context.getOption(fiber.context, Tracer.ParentSpan)
+    return Option.isSome(span) && span.value._tag === "Span"
+      ? `fiber #${fiber.id} in span "${span.value.name}"`
+      : `fiber #${fiber.id} (no span: wrap the caller in Effect.withSpan to see where)`
+  }
+
+  const leakWarning = (entry: Entry<C>, borrower: string) =>
     Effect.andThen(
       Effect.sleep(cfg.leakThresholdMs),
       Effect.suspend(() =>
         Effect.logWarning(
-          `pool "${cfg.name}": a connection has been held for more than ${cfg.leakThresholdMs} ms (possible leak)`,
-          acquiredAt.stack ?? ""
+          `pool "${cfg.name}": a connection has been held for more than ${cfg.leakThresholdMs} ms ` +
+            `(possible leak), acquired by ${borrower}`
         ).pipe(Effect.annotateLogs({ pool: cfg.name, heldMs: now() - entry.borrowedAt }))
       )
     )
@@ -638,7 +649,8 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
   const slowAcquire = (
     restore: Restore,
     timeoutMs: number,
-    takeFromIdle = true
+    takeFromIdle = true,
+    borrower?: Fiber.Fiber<unknown, unknown>
   ): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed | TooManyRequests> =>
     Effect.gen(function*() {
       const start = now()
@@ -685,7 +697,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
           continue
         }
         const t = now()
-        lend(entry, t)
+        lend(entry, t, borrower)
         counters.acquireMs += t - start
         return entry
       }
@@ -695,7 +707,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     options?.timeout === undefined ? cfg.timeoutMs : Duration.toMillis(Duration.fromInputUnsafe(options.timeout))
 
   /** The hot path: an idle connection that needs no check is a synchronous take. */
-  const takeFast = (timeoutMs: number): Entry<C> | undefined => {
+  const takeFast = (timeoutMs: number, borrower?: Fiber.Fiber<unknown, unknown>): Entry<C> | undefined => {
     if (closing || waiters.length > 0 || timeoutMs <= 0) return undefined
     const entry = idle.head
     if (entry === undefined) return undefined
@@ -705,7 +717,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     if (idle.length < idleLow) idleLow = idle.length
     setState(entry, BORROWED)
     counters.requestsNum++
-    lend(entry, t)
+    lend(entry, t, borrower)
     return entry
   }
 
@@ -728,10 +740,10 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
       Effect.withFiber((fiber) => {
         const scope = Context.getUnsafe(fiber.context, Scope.Scope)
         const timeoutMs = timeoutOf(options)
-        const entry = takeFast(timeoutMs)
+        const entry = takeFast(timeoutMs, fiber)
         return entry !== undefined
           ? lease(scope, entry)
-          : Effect.flatMap(slowAcquire(restore, timeoutMs), (entry) => lease(scope, entry))
+          : Effect.flatMap(slowAcquire(restore, timeoutMs, true, fiber), (entry) => lease(scope, entry))
       })
     )
 
@@ -740,9 +752,12 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     options?: AcquireOptions
   ): Effect.Effect<A, E2 | PoolTimeout | PoolClosed | TooManyRequests, R> =>
     Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(acquire(restore, timeoutOf(options)), (entry) =>
-        Effect.onExit(restore(Effect.suspend(() => f(entry.conn))), releaseWith(entry))
-      )
+      Effect.withFiber((fiber) => {
+        const use = (entry: Entry<C>) => Effect.onExit(restore(Effect.suspend(() => f(entry.conn))), releaseWith(entry))
+        const timeoutMs = timeoutOf(options)
+        const entry = takeFast(timeoutMs, fiber)
+        return entry !== undefined ? use(entry) : Effect.flatMap(slowAcquire(restore, timeoutMs, true, fiber), use)
+      })
     )
 
   /** The end of one shared statement. */
