@@ -1,0 +1,124 @@
+/**
+ * The workloads for Effect clients (effect-pg-pool, @effect/sql-pg): a runner gives a `Layer` that provides
+ * `SqlClient`; every workload runs through that `SqlClient` (`sql\`SELECT 1\``, `sql.withTransaction`), the API
+ * users of both libraries write, on fibers.
+ */
+import * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import { SqlClient } from "effect/sql/SqlClient"
+import { type Args, command, emit, Histogram, randomId, Recorder, sleep, Timeline } from "./protocol.ts"
+
+export interface EffectClientOptions<R> {
+  /** Extra figures for w5 (pool size and so on), read after the burst. */
+  readonly poolInfo?: Effect.Effect<Record<string, unknown>, never, R> | undefined
+}
+
+const replicate = <A, E, R>(n: number, effect: Effect.Effect<A, E, R>) =>
+  Effect.forEach(Array.from({ length: n }), () => effect, { concurrency: "unbounded", discard: true })
+
+export const runEffectClient = <E, R>(
+  args: Args,
+  layer: Layer.Layer<R | SqlClient, E>,
+  options: EffectClientOptions<R | SqlClient> = {}
+): Promise<void> => {
+  let lastError: unknown
+  const program = Effect.gen(function*() {
+    const sql = yield* SqlClient
+    const query = () => sql`SELECT 1`
+    const transaction = (id: number) =>
+      sql.withTransaction(
+        Effect.andThen(
+          sql`UPDATE accounts SET balance = balance + 1 WHERE id = ${id}`,
+          sql`SELECT balance FROM accounts WHERE id = ${id}`
+        )
+      )
+    switch (args.workload) {
+      case "w1":
+      case "w2": {
+        const rec = new Recorder()
+        const op = args.workload === "w1" ? query : () => transaction(randomId(args.accounts))
+        setTimeout(() => rec.start(), args.warmupMs)
+        setTimeout(() => rec.stop(), args.warmupMs + args.durationMs)
+        const worker = Effect.gen(function*() {
+          while (rec.phase < 2) {
+            const t0 = performance.now()
+            const exit = yield* Effect.exit(op())
+            if (exit._tag === "Success") rec.ok(t0)
+            else {
+              lastError = exit.cause
+              rec.fail()
+              yield* Effect.sleep(1)
+            }
+          }
+        })
+        yield* replicate(args.concurrency, worker)
+        emit(rec.result({ lastError: lastError === undefined ? undefined : String(lastError) }))
+        return
+      }
+      case "w4": {
+        const timeline = new Timeline()
+        const worker = Effect.gen(function*() {
+          while (true) {
+            const exit = yield* Effect.exit(query())
+            if (exit._tag === "Success") timeline.success()
+            else {
+              lastError = exit.cause
+              timeline.failure()
+              yield* Effect.sleep(10)
+            }
+          }
+        })
+        const control = Effect.promise(async () => {
+          await sleep(args.warmupMs)
+          emit({ type: "ready" })
+          await command("stop", args.maxMs)
+        })
+        // `stop` interrupts the workers, wherever they are (a worker may be waiting for a connection)
+        yield* Effect.raceFirst(control, replicate(args.concurrency, worker))
+        emit(timeline.result({ lastError: lastError === undefined ? undefined : String(lastError) }))
+        return
+      }
+      case "w5": {
+        yield* replicate(args.poolMin, sql`SELECT pg_sleep(0.05)`)
+        emit({ type: "ready" })
+        yield* Effect.promise(() => command("go", args.maxMs))
+        const hist = new Histogram()
+        let errors = 0
+        const t0 = performance.now()
+        yield* replicate(
+          args.concurrency,
+          Effect.suspend(() => {
+            const start = performance.now()
+            return Effect.exit(query()).pipe(Effect.map((exit) => {
+              if (exit._tag === "Success") hist.record((performance.now() - start) * 1000)
+              else {
+                lastError = exit.cause
+                errors++
+              }
+            }))
+          })
+        )
+        const durationMs = performance.now() - t0
+        yield* Effect.sleep(args.durationMs)
+        emit({
+          type: "result",
+          burst: {
+            requests: args.concurrency,
+            durationMs: Math.round(durationMs * 100) / 100,
+            latencyUs: hist.summary(),
+            errors
+          },
+          pool: options.poolInfo === undefined ? undefined : yield* options.poolInfo,
+          maxRssKb: process.resourceUsage().maxRSS,
+          lastError: lastError === undefined ? undefined : String(lastError)
+        })
+        return
+      }
+      default:
+        throw new Error(`workload ${args.workload} is not run by this client`)
+    }
+  })
+  // the layer provides everything the program needs (`SqlClient`, and whatever `poolInfo` reads)
+  const provided = Effect.provide(program, layer) as Effect.Effect<void, unknown>
+  return Effect.runPromise(Effect.orDie(provided))
+}
