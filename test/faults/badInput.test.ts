@@ -15,7 +15,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cause, type Duration, Effect, Layer, Logger, Redacted } from "effect"
 import * as PgPool from "../../src/PgPool.ts"
 import type { PoolConfigError } from "../../src/PoolError.ts"
-import { timedMillis } from "../pg/helpers.ts"
+import { noUnhandledErrors, timedMillis } from "../pg/helpers.ts"
 import { freePort } from "../support/EmbeddedPg.ts"
 import { poolErrorIn, poolOn, report, server } from "./rig.ts"
 
@@ -55,28 +55,10 @@ const captureAllLogs = () => {
   return { lines, layer: Logger.layer([logger]) }
 }
 
-/** Fails the test if anything reaches the process as an unhandled rejection or uncaught exception. */
-const noUnhandled = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => {
-      const seen: Array<unknown> = []
-      const onError = (error: unknown) => seen.push(error)
-      process.on("unhandledRejection", onError)
-      process.on("uncaughtException", onError)
-      return { seen, onError }
-    }),
-    () => effect,
-    ({ onError, seen }) =>
-      Effect.sync(() => {
-        process.off("unhandledRejection", onError)
-        process.off("uncaughtException", onError)
-        assert.deepStrictEqual(seen.map(String), [], "unhandled errors")
-      })
-  )
 
 describe("fault 9: bad input", () => {
   it.live("every invalid setting and malformed URL fails the layer with a PoolConfigError naming it", () =>
-    noUnhandled(Effect.gen(function*() {
+    noUnhandledErrors(Effect.gen(function*() {
       const srv = yield* server({ password: SECRET })
       const base = srv.instance.urlFor("postgres")
       const url = (text: string) => Redacted.make(text)
@@ -169,7 +151,7 @@ describe("fault 9: bad input", () => {
     }).pipe(Effect.provide(Logger.layer([])))), { timeout: 60_000 })
 
   it.live("wrong password, unknown user or database, wrong port, refused TLS: typed errors that name the problem", () =>
-    noUnhandled(Effect.gen(function*() {
+    noUnhandledErrors(Effect.gen(function*() {
       const srv = yield* server({ password: SECRET })
       const port = srv.instance.port
       const closedPort = yield* Effect.promise(() => freePort())

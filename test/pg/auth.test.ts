@@ -3,26 +3,8 @@ import { Effect, Redacted } from "effect"
 import type { SqlError } from "effect/sql/SqlError"
 import * as PgPool from "../../src/PgPool.ts"
 import type { PoolTimeout } from "../../src/PoolError.ts"
-import { captureLogs, makePool, timedMillis, urlWithCredentials, waitFor } from "./helpers.ts"
+import { captureLogs, makePool, noUnhandledErrors, timedMillis, urlWithCredentials, waitFor } from "./helpers.ts"
 
-/** Counts process-level errors that nobody handled while `effect` runs. */
-const noUnhandledErrors = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => {
-      const seen: Array<unknown> = []
-      const onError = (error: unknown) => seen.push(error)
-      process.on("unhandledRejection", onError)
-      process.on("uncaughtException", onError)
-      return { seen, onError }
-    }),
-    () => effect,
-    ({ onError, seen }) =>
-      Effect.sync(() => {
-        process.off("unhandledRejection", onError)
-        process.off("uncaughtException", onError)
-        assert.deepStrictEqual(seen, [], "no unhandled errors")
-      })
-  )
 
 const wrongUrl = () => urlWithCredentials("postgres", "wrong-password")
 

@@ -4,6 +4,7 @@
  * Every pool gets its own `applicationName`, so `pg_stat_activity` can be filtered to exactly its backends while
  * other test files run against the same server.
  */
+import { assert } from "@effect/vitest"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -119,4 +120,23 @@ export const scopedLoginRole = (password: string) =>
     }),
     (role) =>
       Effect.ignore(withAdmin((admin) => admin.query(`DROP ROLE IF EXISTS ${quoteIdentifier(role)}`, [], false)))
+  )
+
+/** Counts process-level errors that nobody handled while `effect` runs. */
+export const noUnhandledErrors = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => {
+      const seen: Array<unknown> = []
+      const onError = (error: unknown) => seen.push(error)
+      process.on("unhandledRejection", onError)
+      process.on("uncaughtException", onError)
+      return { seen, onError }
+    }),
+    () => effect,
+    ({ onError, seen }) =>
+      Effect.sync(() => {
+        process.off("unhandledRejection", onError)
+        process.off("uncaughtException", onError)
+        assert.deepStrictEqual(seen.map(String), [], "no unhandled errors")
+      })
   )
