@@ -86,6 +86,37 @@ export interface MockOptions {
 }
 
 /**
+ * What every test double of this package counts and lets a test inject: operation counts, connect attempt times, and
+ * "the next n connects / pings / resets fail" (`Infinity` until `recover`).
+ *
+ * **Example**
+ *
+ * ```ts
+ * import type { MockConnector } from "effect-pg-pool/testing"
+ *
+ * const outage = (faults: MockConnector.FaultControls) => faults.failConnects(Infinity)
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface FaultControls {
+  readonly counts: {
+    readonly connects: number
+    readonly connectAttempts: number
+    readonly closes: number
+    readonly pings: number
+    readonly resets: number
+  }
+  /** Times (virtual ms) at which each connect attempt started. */
+  readonly attemptTimes: ReadonlyArray<number>
+  readonly failConnects: (count: number) => void
+  readonly failPings: (count: number) => void
+  readonly failResets: (count: number) => void
+  readonly recover: () => void
+}
+
+/**
  * A mock connector and its controls.
  *
  * **Details**
@@ -113,22 +144,9 @@ export interface MockOptions {
  * @category models
  * @since 0.1.0
  */
-export interface MockConnector {
+export interface MockConnector extends FaultControls {
   readonly connector: Connector<MockConnection, MockError>
   readonly open: ReadonlySet<MockConnection>
-  readonly counts: {
-    readonly connects: number
-    readonly connectAttempts: number
-    readonly closes: number
-    readonly pings: number
-    readonly resets: number
-  }
-  /** Times (virtual ms) at which each connect attempt started. */
-  readonly attemptTimes: ReadonlyArray<number>
-  readonly failConnects: (count: number) => void
-  readonly failPings: (count: number) => void
-  readonly failResets: (count: number) => void
-  readonly recover: () => void
   readonly breakConnection: (connection: MockConnection) => void
   readonly setConnectLatency: (latency: Duration.Input) => void
 }

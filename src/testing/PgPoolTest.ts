@@ -27,6 +27,7 @@ import { validateConnection } from "../internal/validate.ts"
 import * as PgConnector from "../PgConnector.ts"
 import * as PgPool from "../PgPool.ts"
 import type { PoolConfigError } from "../PoolError.ts"
+import type { FaultControls } from "./MockConnector.ts"
 
 /**
  * A statement as the mock receives it.
@@ -204,24 +205,12 @@ export interface Options extends PgPool.PoolConfig {
  * @category models
  * @since 0.1.0
  */
-export interface PgPoolTest {
+export interface PgPoolTest extends FaultControls {
   readonly statements: ReadonlyArray<LoggedStatement>
   readonly clearStatements: () => void
   readonly setHandler: (handler: Handler) => void
   readonly open: ReadonlySet<number>
-  readonly counts: {
-    readonly connects: number
-    readonly connectAttempts: number
-    readonly closes: number
-    readonly pings: number
-    readonly resets: number
-  }
-  readonly attemptTimes: ReadonlyArray<number>
   readonly connectOptions: Partial<PgConnection.Config>
-  readonly failConnects: (count: number) => void
-  readonly failPings: (count: number) => void
-  readonly failResets: (count: number) => void
-  readonly recover: () => void
   readonly breakConnection: (processId: number) => void
   readonly breakAll: () => void
   readonly setConnectLatency: (latency: Duration.Input) => void
