@@ -136,6 +136,13 @@ export const overheadVariants: ReadonlyArray<OverheadVariant> = [
   { id: "effect-get", label: "effect `Effect.scoped(Pool.get)`" },
   { id: "effect-use", label: "effect `Pool.use`" },
   { id: "pg-pool", label: "pg.Pool `connect()` + `release()`" },
+  { id: "sql-ours", label: "a statement, `` sql`SELECT 1` ``, through effect-pg-pool's `SqlClient` (instant driver)" },
+  {
+    id: "sql-floor",
+    label: "baseline: the same statement through effect/sql `SqlClient.make`, one instant connection, no pool",
+    baseline: true
+  },
+  { id: "scope-floor", label: "baseline: `Effect.scoped` + one finalizer, no pool", baseline: true },
   { id: "effect-baseline", label: "baseline: Effect worker loop alone", baseline: true },
   { id: "promise-baseline", label: "baseline: async worker loop alone", baseline: true }
 ]

@@ -20,6 +20,7 @@ import * as EmbeddedPg from "../test/support/EmbeddedPg.ts"
 import { type Client, clients as allClients, type DbWorkload, overheadVariants } from "./registry.ts"
 import * as DelayProxy from "./support/DelayProxy.ts"
 import * as Foreign from "./support/foreign.ts"
+import { breakdown } from "./support/profile.ts"
 import { epochMs } from "./support/protocol.ts"
 import { type BenchData, FOREIGN_MAX, readReport, type RunRecord, writeReport } from "./support/report.ts"
 
@@ -56,9 +57,10 @@ const settings = {
   w4: quick
     ? { concurrency: 64, warmupMs: 700, baselineMs: 400, downMs: 300, windowMs: 2000 }
     : { concurrency: 64, warmupMs: 1200, baselineMs: 1000, downMs: 500, windowMs: 5000 },
-  w5: { requests: 50, poolMin: 5, poolMax: 50, delayMs: 150, settleMs: quick ? 500 : 1000 }
+  w5: { requests: 50, poolMin: 5, poolMax: 50, delayMs: 150, settleMs: quick ? 500 : 1000 },
+  profile: quick ? { concurrency: [64], durationMs: 700, warmupMs: 300 } : { concurrency: [10, 64], durationMs: 3000, warmupMs: 800 }
 }
-const workloads = new Set((cli.only ?? "w1,w2,w3,w4,w5").split(",").map((s) => s.trim()))
+const workloads = new Set((cli.only ?? "w1,profile,w2,w3,w4,w5").split(",").map((s) => s.trim()))
 const clientFilter = cli.clients === undefined ? undefined : new Set(cli.clients.split(",").map((s) => s.trim()))
 const outDir = Path.resolve(repoDir, cli.out ?? (quick ? "bench/out" : "docs/bench"))
 const outName = quick && cli.out === undefined ? "quick" : "latest"
@@ -169,7 +171,8 @@ const startChild = (
   client: Pick<Client, "kind" | "runner">,
   argv: ReadonlyArray<string>,
   url: string,
-  timeoutMs: number
+  timeoutMs: number,
+  env: Record<string, string> = {}
 ): ChildHandle => {
   const script = Path.join(benchDir, "clients", client.runner)
   const [command, args] = client.kind === "python"
@@ -185,7 +188,8 @@ const startChild = (
       BENCH_URL: url,
       BENCH_HARD_MS: String(timeoutMs),
       ...(pgbenchBinary === undefined ? {} : { BENCH_PGBENCH: pgbenchBinary }),
-      PYTHONUNBUFFERED: "1"
+      PYTHONUNBUFFERED: "1",
+      ...env
     },
     stdio: ["pipe", "pipe", "pipe"]
   })
@@ -456,6 +460,28 @@ const run = async (): Promise<void> => {
   const record = (run: RunRecord) => {
     data.runs.push(run)
   }
+  /** Records a runner's outcome; `override` replaces its result or error (an analysis of the result, say). */
+  const recordOutcome = (
+    workload: RunRecord["workload"],
+    client: string,
+    concurrency: number,
+    rep: number,
+    background: number | null,
+    outcome: ChildOutcome,
+    override: Pick<RunRecord, "result" | "error"> = {}
+  ) =>
+    record({
+      workload,
+      client,
+      concurrency,
+      rep,
+      wallMs: outcome.wallMs,
+      foreign: outcome.foreign,
+      background,
+      result: outcome.result,
+      error: outcome.error,
+      ...override
+    })
   const save = () => {
     data.meta.runTimeSec = Math.round((performance.now() - startedAt) / 1000)
     data.meta.machine.loadAvgAtEnd = Os.loadavg().map((x) => Math.round(x * 100) / 100)
@@ -497,17 +523,7 @@ const run = async (): Promise<void> => {
       durationMs + warmupMs + 60_000
     )
     const outcome = await handle.done
-    record({
-      workload,
-      client: client.id,
-      concurrency,
-      rep,
-      wallMs: outcome.wallMs,
-      foreign: outcome.foreign,
-      background,
-      result: outcome.result,
-      error: outcome.error
-    })
+    recordOutcome(workload, client.id, concurrency, rep, background, outcome)
     const ops = outcome.result?.opsPerSec as number | undefined
     log(
       `  ${client.id.padEnd(26)} ${
@@ -543,6 +559,39 @@ const run = async (): Promise<void> => {
         for (const client of again) {
           await simple("w1", client, n, settings.reps + 1, settings.w1.durationMs, settings.w1.warmupMs)
         }
+      }
+    }
+    save()
+  }
+
+  // --- Where the time goes: one W1 run per Node client with a CPU profile of its measured window
+  if (workloads.has("profile")) {
+    const list = forWorkload("w1").filter((c) => c.kind === "node")
+    const dir = Path.join(benchDir, "out", "profiles")
+    Fs.mkdirSync(dir, { recursive: true })
+    for (const n of settings.profile.concurrency) {
+      log(`[profile W1 N=${n}]`)
+      for (const client of list) {
+        const file = Path.join(dir, `${client.id}-${n}.cpuprofile`)
+        Fs.rmSync(file, { force: true })
+        const background = await waitQuiet()
+        const { durationMs, warmupMs } = settings.profile
+        const outcome = await startChild(
+          client,
+          dbArgs("w1", n, durationMs, warmupMs, client.mode),
+          dbUrl,
+          durationMs + warmupMs + 60_000,
+          { BENCH_CPU_PROFILE: file }
+        ).done
+        const ops = outcome.result?.ops
+        const error = outcome.error ?? (Fs.existsSync(file) ? undefined : "no profile written")
+        recordOutcome("profile", client.id, n, 1, background, outcome, {
+          result: error === undefined && typeof ops === "number"
+            ? { ...outcome.result, breakdown: breakdown(file, ops) }
+            : outcome.result,
+          error
+        })
+        log(`  ${client.id.padEnd(26)} ${error === undefined ? `profiled, ${Number(ops).toLocaleString("en-US")} ops` : `FAILED: ${error.split("\n")[0]}`}`)
       }
     }
     save()
@@ -588,17 +637,7 @@ const run = async (): Promise<void> => {
       settings.w3.durationMs + settings.w3.warmupMs + 60_000
     )
     const outcome = await handle.done
-    record({
-      workload: "w3",
-      client: variant,
-      concurrency: workers,
-      rep,
-      wallMs: outcome.wallMs,
-      foreign: outcome.foreign,
-      background,
-      result: outcome.result,
-      error: outcome.error
-    })
+    recordOutcome("w3", variant, workers, rep, background, outcome)
     log(
       `  ${variant.padEnd(26)} ${
         outcome.error !== undefined ? `FAILED: ${outcome.error.split("\n")[0]}` : `${outcome.result?.nsPerOp} ns/op`
@@ -660,14 +699,7 @@ const run = async (): Promise<void> => {
           const analysis = outcome.result !== undefined && timing !== undefined
             ? analyzeRecovery(outcome.result, timing, s.baselineMs)
             : undefined
-          record({
-            workload: "w4",
-            client: client.id,
-            concurrency: s.concurrency,
-            rep,
-            wallMs: outcome.wallMs,
-            foreign: outcome.foreign,
-            background,
+          recordOutcome("w4", client.id, s.concurrency, rep, background, outcome, {
             result: analysis,
             error: outcome.error ?? (timing === undefined ? "runner never became ready" : undefined)
           })
@@ -741,16 +773,8 @@ const run = async (): Promise<void> => {
         const opened = before === undefined ? undefined : proxy.accepted() - before
         await proxy.close()
         proxy = undefined
-        record({
-          workload: "w5",
-          client: client.id,
-          concurrency: s.requests,
-          rep,
-          wallMs: outcome.wallMs,
-          foreign: outcome.foreign,
-          background,
-          result: outcome.result === undefined ? undefined : { ...outcome.result, connectionsOpened: opened, warmOpen },
-          error: outcome.error
+        recordOutcome("w5", client.id, s.requests, rep, background, outcome, {
+          result: outcome.result === undefined ? undefined : { ...outcome.result, connectionsOpened: opened, warmOpen }
         })
         const burst = outcome.result?.burst as { durationMs: number } | undefined
         log(

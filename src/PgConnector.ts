@@ -260,6 +260,40 @@ export const makeReset = (
   })
 
 /**
+ * A fresh session record for an open connection: nothing tracked yet, epoch 0. For connectors of your own (and test
+ * doubles) that open connections some other way.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import type * as PgConnection from "@effect/sql-pg/PgConnection"
+ * import { Scope } from "effect"
+ * import { PgConnector } from "effect-pg-pool"
+ *
+ * declare const connection: PgConnection.PgConnection
+ * const session = PgConnector.makeSession(connection, Scope.makeUnsafe())
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const makeSession = (
+  connection: PgConnection.PgConnection,
+  scope: Scope.Closeable,
+  deadError?: () => unknown
+): PgSession => ({
+  connection,
+  processId: connection.processId,
+  scope,
+  deadError,
+  epoch: 0,
+  txOpen: false,
+  dirty: false,
+  preparedSql: false,
+  broken: false
+})
+
+/**
  * Creates the PostgreSQL connector.
  *
  * **Details**
@@ -292,17 +326,11 @@ export const make = (options: Options): Connector<PgSession, SqlError> => {
       Effect.onError(() => Scope.close(scope, Exit.void)),
       Effect.map((connection): PgSession => {
         const internals = internalsOf(connection)
-        const session: PgSession = {
+        const session = makeSession(
           connection,
-          deadError: typeof internals?.deadError === "function" ? internals.deadError : undefined,
-          processId: connection.processId,
           scope,
-          epoch: 0,
-          txOpen: false,
-          dirty: false,
-          preparedSql: false,
-          broken: false
-        }
+          typeof internals?.deadError === "function" ? internals.deadError : undefined
+        )
         const retire = options.onRetire
         internals?.retireHooks?.add(() => {
           session.broken = true

@@ -10,12 +10,26 @@
  * - `pg-pool`         `pg.Pool` with a no-op `Client` (the `Client` option): `await pool.connect(); client.release()`
  * - `effect-baseline` the worker loop alone (`Effect.void`), what every Effect figure includes
  * - `promise-baseline` the worker loop alone (`await` of a resolved promise), what the pg.Pool figure includes
+ * - `scope-floor`     `Effect.scoped` around one finalizer, no pool: what any scoped acquire + release costs at least
+ * - `sql-ours`        a whole statement, `sql\`SELECT 1\``, through this project's `SqlClient` on sessions whose
+ *                     driver answers at once (the pool, the lease, session tracking, effect/sql, spans; no I/O)
+ * - `sql-floor`       the same statement through effect/sql's `SqlClient.make` on one such connection, no pool
  */
+import * as PgClient from "@effect/sql-pg/PgClient"
+import type * as PgConnection from "@effect/sql-pg/PgConnection"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as EffectPool from "effect/Pool"
-import type * as Scope from "effect/Scope"
+import * as Reactivity from "effect/reactivity/Reactivity"
+import * as Scope from "effect/Scope"
+import * as SqlClient from "effect/sql/SqlClient"
+import type { Connection } from "effect/sql/SqlConnection"
+import type { SqlError } from "effect/sql/SqlError"
 import { EventEmitter } from "node:events"
 import pg from "pg"
+import type { Connector } from "../../src/Connector.ts"
+import * as PgConnector from "../../src/PgConnector.ts"
+import * as PgSqlClient from "../../src/PgSqlClient.ts"
 import * as Pool from "../../src/Pool.ts"
 import * as MockConnector from "../../src/testing/MockConnector.ts"
 import { emit, main, parse } from "../support/protocol.ts"
@@ -39,6 +53,24 @@ class NoopClient extends EventEmitter {
   }
   query(): Promise<{ rows: Array<unknown> }> {
     return Promise.resolve({ rows: [] })
+  }
+}
+
+/** A driver connection that answers every statement at once with one row: the statement path without I/O. */
+const answer: PgConnection.Result = { rows: [{ "?column?": 1 }], command: "SELECT", rowCount: 1 } as unknown as PgConnection.Result
+const instantConnection = {
+  processId: 1,
+  query: () => Effect.succeed(answer),
+  queryValues: () => Effect.succeed(answer)
+} as unknown as PgConnection.PgConnection
+
+/** `PgConnector` with `connect` replaced: sessions on `instantConnection`, everything else as in production. */
+const instantConnector = (): Connector<PgConnector.PgSession, SqlError> => {
+  const real = PgConnector.make({ connectOptions: () => ({}), reset: "auto" })
+  return {
+    ...real,
+    connect: Effect.sync(() => PgConnector.makeSession(instantConnection, Scope.makeUnsafe())),
+    ping: () => Effect.void
   }
 }
 
@@ -140,6 +172,46 @@ main(async () => {
           ? Effect.scoped(EffectPool.get(pool))
           : EffectPool.use(pool, () => Effect.void)
       }))
+      break
+    }
+    case "scope-floor": {
+      const finalizer = Effect.void
+      window = await withEffect(Effect.succeed(Effect.scoped(Effect.withFiber((fiber) =>
+        Scope.addFinalizerExit(Context.getUnsafe(fiber.context, Scope.Scope), () => finalizer)
+      ))))
+      break
+    }
+    case "sql-ours":
+    case "sql-floor": {
+      window = await withEffect(Effect.provide(
+        Effect.gen(function*() {
+          if (mode === "sql-ours") {
+            const pool = yield* Pool.make(instantConnector(), { minSize: SIZE, maxSize: SIZE })
+            yield* pool.wait("5 seconds")
+            const sql = yield* PgSqlClient.make(pool, {})
+            return sql`SELECT 1`
+          }
+          const connection: Connection = {
+            execute: () => Effect.succeed(answer.rows),
+            executeRaw: () => Effect.succeed(answer),
+            executeValues: () => Effect.succeed([]),
+            executeValuesUnprepared: () => Effect.succeed([]),
+            executeUnprepared: () => Effect.succeed(answer.rows),
+            executeStream: () => {
+              throw new Error("not used")
+            }
+          }
+          const sql = yield* SqlClient.make({
+            driver: "pg",
+            acquirer: Effect.succeed(connection),
+            borrower: (f) => f(connection),
+            compiler: PgClient.makeCompiler(),
+            spanAttributes: []
+          })
+          return sql`SELECT 1`
+        }),
+        Reactivity.layer
+      ))
       break
     }
     case "effect-baseline": {

@@ -52,6 +52,7 @@ export const runEffectClient = <E, R>(
           }
         })
         yield* replicate(args.concurrency, worker)
+        yield* Effect.promise(() => rec.flushed())
         emit(rec.result({ lastError: lastError === undefined ? undefined : String(lastError) }))
         return
       }

@@ -44,6 +44,7 @@ export const runPromiseClient = async (args: Args, driver: PromiseDriver): Promi
           }
         }
       })
+      await rec.flushed()
       emit(rec.result({ lastError: lastError === undefined ? undefined : String(lastError) }))
       break
     }

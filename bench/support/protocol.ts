@@ -11,6 +11,8 @@
  * `{"type":"result", ...}` or `{"type":"error","message":...}`. It reads lines on stdin: `go` (w5: fire the burst),
  * `stop` (w4: finish). Every runner also stops by itself after `--max-ms`.
  */
+import * as Fs from "node:fs"
+import * as Inspector from "node:inspector"
 import { parseArgs } from "node:util"
 
 export type Workload = "w1" | "w2" | "w3" | "w4" | "w5"
@@ -126,6 +128,40 @@ export class Histogram {
 
 export const SERIES_MS = 250
 
+/**
+ * A V8 CPU profile of exactly the measured window, written to `path` (env `BENCH_CPU_PROFILE`): `bench/run.ts`
+ * profiles one run per client this way and attributes the samples (`bench/support/profile.ts`).
+ */
+class WindowProfile {
+  private readonly session: Inspector.Session | undefined
+  private resolve: () => void = () => {}
+  readonly written: Promise<void>
+  private readonly path: string | undefined
+  constructor(path: string | undefined) {
+    this.path = path
+    this.written = path === undefined || path === "" ? Promise.resolve() : new Promise((resolve) => {
+      this.resolve = resolve
+    })
+    if (path === undefined || path === "") return
+    this.session = new Inspector.Session()
+    this.session.connect()
+    this.session.post("Profiler.enable")
+    this.session.post("Profiler.setSamplingInterval", { interval: 250 })
+  }
+  start(): void {
+    this.session?.post("Profiler.start")
+  }
+  stop(): void {
+    const session = this.session
+    if (session === undefined) return
+    session.post("Profiler.stop", (error, result) => {
+      if (error === null && this.path !== undefined) Fs.writeFileSync(this.path, JSON.stringify(result.profile))
+      session.disconnect()
+      this.resolve()
+    })
+  }
+}
+
 export class Recorder {
   /** 0 warmup, 1 measuring, 2 stopped */
   phase = 0
@@ -137,7 +173,9 @@ export class Recorder {
   private stoppedAt = 0
   private cpu0: NodeJS.CpuUsage = { user: 0, system: 0 }
   private cpu1: NodeJS.CpuUsage = { user: 0, system: 0 }
+  private readonly profile = new WindowProfile(process.env.BENCH_CPU_PROFILE)
   start(): void {
+    this.profile.start()
     this.startedAt = performance.now()
     this.cpu0 = process.cpuUsage()
     this.phase = 1
@@ -146,6 +184,11 @@ export class Recorder {
     this.phase = 2
     this.stoppedAt = performance.now()
     this.cpu1 = process.cpuUsage()
+    this.profile.stop()
+  }
+  /** Resolves once the CPU profile of the measured window (if one was asked for) is written. */
+  flushed(): Promise<void> {
+    return this.profile.written
   }
   /** One operation started at `t0` (performance.now()) and just completed. */
   ok(t0: number): void {

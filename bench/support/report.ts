@@ -5,10 +5,11 @@
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { clients as registry, overheadVariants, type Role } from "../registry.ts"
+import { type Breakdown, components } from "./profile.ts"
 import { drift, median, type Spread, spread } from "./stats.ts"
 
 export interface RunRecord {
-  readonly workload: "w1" | "w2" | "w3" | "w4" | "w5"
+  readonly workload: "w1" | "w2" | "w3" | "w4" | "w5" | "profile"
   readonly client: string
   readonly concurrency: number
   readonly rep: number
@@ -522,6 +523,11 @@ export const chart = (data: BenchData, s: Summaries): string => {
 // markdown
 // -----------------------------------------------------------------------------
 
+/** Main-thread time spent running client code, per operation (everything but the syscall and the idle loop). */
+const onThread = (b: Breakdown): number =>
+  components.filter((c) => c !== "socket write (syscall)" && c !== "waiting for the server (idle)")
+    .reduce((sum, c) => sum + b.usPerOp[c], 0)
+
 const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>, align?: string): string => {
   const sep = align ?? header.map((_, i) => (i === 0 ? ":--" : "--:")).join(" | ")
   return [`| ${header.join(" | ")} |`, `| ${sep} |`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n")
@@ -621,6 +627,39 @@ export const markdown = (data: BenchData, s: Summaries, gs: ReadonlyArray<Goal>,
       "",
       `pgbench runs with \`-c\` = min(N, ${st.poolMax}) and \`-j 2\`: its N=${st.poolMax} figure is the server's limit at ${st.poolMax} connections, for larger N too. ` +
         "Its latency is its own average: its per-transaction log reads a lazily updated clock (most entries are 0 µs at this rate), so no percentiles.",
+      ""
+    )
+  }
+  // Where the time goes
+  const profiles = data.runs.filter((r) => r.workload === "profile" && r.error === undefined && r.result?.breakdown !== undefined)
+  if (profiles.length > 0) {
+    const levels = [...new Set(profiles.map((r) => r.concurrency))].sort((a, b) => a - b)
+    const cols = ids(profiles).flatMap((id) =>
+      levels.flatMap((n) => {
+        const run = profiles.find((r) => r.client === id && r.concurrency === n)
+        return run === undefined ? [] : [{ id, n, b: run.result!.breakdown as Breakdown }]
+      })
+    )
+    const us = (x: number) => x.toFixed(2)
+    lines.push(
+      "## Where the time goes: W1 CPU profiles",
+      "",
+      `One extra W1 run per Node client with a V8 CPU profile (250 µs sampling) of exactly its measured window ` +
+        `(${st.profile === undefined ? "" : `${(st.profile as { durationMs: number }).durationMs / 1000} s, `}not part of the figures above); ` +
+        "each sample is attributed to the package whose code was running (`bench/support/profile.ts`), in µs of the client's " +
+        "main thread per operation. The profiler samples wall time: *socket write* is the `write` syscall including the time " +
+        "the thread was preempted by the server process the write woke up (2 cores), and *waiting for the server* is the event " +
+        "loop idle. *pool* is this project's `src/` for effect-pg-pool, effect's `Pool`/`Semaphore` for @effect/sql-pg, pg-pool " +
+        "for pg (postgres.js has its pool inside its driver).",
+      "",
+      table(
+        ["µs per operation", ...cols.map((c) => `${label(c.id)} N=${c.n}`)],
+        [
+          ...components.map((component) => [component, ...cols.map((c) => us(c.b.usPerOp[component]))]),
+          ["**all (wall time per operation)**", ...cols.map((c) => `**${us(c.b.wallUsPerOp)}**`)],
+          ["client code on the main thread (pool + driver + effect/sql + Effect + Node + GC)", ...cols.map((c) => us(onThread(c.b)))]
+        ]
+      ),
       ""
     )
   }

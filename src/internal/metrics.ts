@@ -1,11 +1,12 @@
 /**
- * The pool's Effect metrics, tagged `pool=<name>`. The wait and connect histograms are recorded as events happen
- * (slow paths only); usage samples are buffered, and they, the counters and the gauges are exported by a sampler
- * every `metricsInterval` (and at close), so the acquire/release path pays for one array push.
+ * The pool's Effect metrics, tagged `pool=<name>`. The histograms (wait, usage, connect) are recorded in place and
+ * read by the metric registry when it is snapshotted, so a sample costs a few array operations and no registry
+ * lookup (an `updateUnsafe` per release cost more than the rest of a release). The counters and gauges are copied
+ * by a sampler every `metricsInterval` (and at close).
  *
  * @internal
  */
-import type * as Context from "effect/Context"
+import * as Context from "effect/Context"
 import * as Metric from "effect/Metric"
 import type { PoolStats } from "../PoolStats.ts"
 
@@ -60,13 +61,73 @@ export interface Metrics {
   readonly export: (stats: PoolStats) => void
 }
 
+/** A histogram kept in place: Effect's bucket semantics (a sample lands in the first boundary ≥ it). */
+class InPlaceHistogram {
+  private readonly bounds: ReadonlyArray<number>
+  private readonly counts: Uint32Array
+  private count = 0
+  private sum = 0
+  private min = Number.MAX_VALUE
+  private max = -Number.MAX_VALUE
+  constructor(bounds: ReadonlyArray<number>) {
+    this.bounds = bounds
+    this.counts = new Uint32Array(bounds.length + 1)
+  }
+  record(value: number): void {
+    const bounds = this.bounds
+    let lo = 0
+    let hi = bounds.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (value <= bounds[mid]!) hi = mid
+      else lo = mid + 1
+    }
+    this.counts[lo]!++
+    this.count++
+    this.sum += value
+    if (value < this.min) this.min = value
+    if (value > this.max) this.max = value
+  }
+  state(): Metric.HistogramState {
+    let cumulated = 0
+    const buckets = this.bounds.map((boundary, i): [number, number] => [boundary, cumulated += this.counts[i]!])
+    return { buckets, count: this.count, min: this.min, max: this.max, sum: this.sum }
+  }
+}
+
+// Pools with the same name share their series, as metrics updated through the registry would: one in-place histogram
+// per registry and series.
+const inPlace = new WeakMap<object, Map<string, InPlaceHistogram>>()
+
+const inPlaceHistogram = (
+  id: string,
+  description: string,
+  attributes: Readonly<Record<string, string>>,
+  context: Context.Context<never>
+): InPlaceHistogram => {
+  const registry = Context.get(context, Metric.MetricRegistry)
+  let series = inPlace.get(registry)
+  if (series === undefined) inPlace.set(registry, series = new Map())
+  const key = `${id}\u0000${JSON.stringify(attributes)}`
+  let histogram = series.get(key)
+  if (histogram === undefined) {
+    const created = new InPlaceHistogram(boundaries)
+    histogram = created
+    series.set(key, created)
+    Metric.registerUnsafe(Metric.histogram(id, { description, boundaries, attributes }), context, {
+      get: () => created.state(),
+      update: () => {},
+      modify: () => {}
+    })
+  }
+  return histogram
+}
+
 export const makeMetrics = (pool: string, context: Context.Context<never>): Metrics => {
   const attributes = { pool }
-  const histogram = (name: string, description: string) =>
-    Metric.histogram(name, { description, boundaries, attributes })
-  const wait = histogram("pgpool_wait_duration_ms", "time acquisitions spent queued, in ms")
-  const usage = histogram("pgpool_usage_duration_ms", "time connections were lent out, in ms")
-  const connect = histogram("pgpool_connect_duration_ms", "time a successful connect took, in ms")
+  const wait = inPlaceHistogram("pgpool_wait_duration_ms", "time acquisitions spent queued, in ms", attributes, context)
+  const usage = inPlaceHistogram("pgpool_usage_duration_ms", "time connections were lent out, in ms", attributes, context)
+  const connect = inPlaceHistogram("pgpool_connect_duration_ms", "time a successful connect took, in ms", attributes, context)
   const counters = counterKeys.map((key) => [key, Metric.counter(metricName(key), { attributes })] as const)
   const closed = Metric.counter("pgpool_connections_closed", { attributes })
   const gauges = gaugeKeys.map((key) => [key, Metric.gauge(metricName(key), { attributes })] as const)
@@ -76,20 +137,11 @@ export const makeMetrics = (pool: string, context: Context.Context<never>): Metr
     last.set(key, value)
     return value - previous
   }
-  // Usage is recorded on every release: buffer it and feed the histogram with the counters, off the hot path.
-  const usageSamples: Array<number> = []
-  const flushUsage = () => {
-    for (const ms of usageSamples) usage.updateUnsafe(ms, context)
-    usageSamples.length = 0
-  }
   return {
-    wait: (ms) => wait.updateUnsafe(ms, context),
-    usage: (ms) => {
-      if (usageSamples.push(ms) >= 4096) flushUsage()
-    },
-    connect: (ms) => connect.updateUnsafe(ms, context),
+    wait: (ms) => wait.record(ms),
+    usage: (ms) => usage.record(ms),
+    connect: (ms) => connect.record(ms),
     export: (stats) => {
-      flushUsage()
       for (const [key, counter] of counters) {
         const d = delta(key, stats[key])
         if (d > 0) counter.updateUnsafe(d, context)

@@ -646,61 +646,81 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     )
   }
 
+  /**
+   * One acquisition that could not take an idle connection synchronously: queue, wait, check. Written with
+   * combinators rather than a generator since every acquisition takes this path once all connections are busy.
+   */
   const slowAcquire = (
     restore: Restore,
     timeoutMs: number,
     takeFromIdle = true,
     borrower?: Fiber.Fiber<unknown, unknown>
   ): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed | TooManyRequests> =>
-    Effect.gen(function*() {
+    Effect.suspend(() => {
       const start = now()
       counters.requestsNum++
       if (closing) {
         counters.requestsErrors++
-        return yield* new PoolClosed({ pool: cfg.name })
+        return Effect.fail(new PoolClosed({ pool: cfg.name }))
       }
       if (timeoutMs <= 0) {
         counters.requestsErrors++
-        return yield* timeoutError(timeoutMs)
+        return Effect.fail(timeoutError(timeoutMs))
       }
       const deadline = start + timeoutMs
-      let queued = false
-      while (true) {
-        let entry = takeFromIdle && (waiters.length === 0 || queued) ? takeIdle(now()) : undefined
-        if (entry === undefined) {
-          if (cfg.maxWaiting > 0 && waiters.length >= cfg.maxWaiting) {
-            counters.requestsErrors++
-            return yield* new TooManyRequests({ pool: cfg.name, maxWaiting: cfg.maxWaiting })
-          }
-          if (!queued) {
-            queued = true
-            counters.requestsQueued++
-          }
-          const waitStart = now()
-          const exit = yield* Effect.exit(restore(waitForEntry(timeoutMs, deadline)))
-          const waited = now() - waitStart
-          counters.requestsWaitMs += waited
-          metrics.wait(waited)
-          if (Exit.isFailure(exit)) {
-            if (Cause.hasInterruptsOnly(exit.cause)) counters.requestsCancelled++
-            else counters.requestsErrors++
-            return yield* exit
-          }
-          entry = exit.value
-        }
-        if (now() - entry.returnedAt >= cfg.checkIdleMs && !(yield* checkOut(restore, entry, deadline))) {
-          if (now() >= deadline) {
-            counters.requestsErrors++
-            return yield* timeoutError(timeoutMs)
-          }
-          queued = true
-          continue
-        }
+      let waitStart = 0
+
+      const lent = (entry: Entry<C>): Entry<C> => {
         const t = now()
         lend(entry, t, borrower)
         counters.acquireMs += t - start
         return entry
       }
+
+      const got = (entry: Entry<C>): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed | TooManyRequests> => {
+        if (now() - entry.returnedAt < cfg.checkIdleMs) return Effect.succeed(lent(entry))
+        return Effect.flatMap(checkOut(restore, entry, deadline), (ok) => {
+          if (ok) return Effect.succeed(lent(entry))
+          if (now() >= deadline) {
+            counters.requestsErrors++
+            return Effect.fail(timeoutError(timeoutMs))
+          }
+          return attempt(true)
+        })
+      }
+
+      const waited = (): void => {
+        const ms = now() - waitStart
+        counters.requestsWaitMs += ms
+        metrics.wait(ms)
+      }
+
+      const onWait = {
+        onFailure: (cause: Cause.Cause<PoolTimeout | PoolClosed>) => {
+          waited()
+          if (Cause.hasInterruptsOnly(cause)) counters.requestsCancelled++
+          else counters.requestsErrors++
+          return Effect.failCause(cause)
+        },
+        onSuccess: (entry: Entry<C>) => {
+          waited()
+          return got(entry)
+        }
+      }
+
+      const attempt = (queued: boolean): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed | TooManyRequests> => {
+        const entry = takeFromIdle && (waiters.length === 0 || queued) ? takeIdle(now()) : undefined
+        if (entry !== undefined) return got(entry)
+        if (cfg.maxWaiting > 0 && waiters.length >= cfg.maxWaiting) {
+          counters.requestsErrors++
+          return Effect.fail(new TooManyRequests({ pool: cfg.name, maxWaiting: cfg.maxWaiting }))
+        }
+        if (!queued) counters.requestsQueued++
+        waitStart = now()
+        return Effect.matchCauseEffect(restore(waitForEntry(timeoutMs, deadline)), onWait)
+      }
+
+      return attempt(false)
     })
 
   const timeoutOf = (options: AcquireOptions | undefined): number =>

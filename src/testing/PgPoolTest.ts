@@ -413,18 +413,7 @@ export const make = Effect.fnUntraced(function*(
     backends.set(backend.processId, backend)
     open.add(backend.processId)
     counts.connects++
-    const session: PgConnector.PgSession = {
-      connection: fakeConnection(backend),
-      processId: backend.processId,
-      scope: Scope.makeUnsafe(),
-      deadError: undefined,
-      epoch: 0,
-      txOpen: false,
-      dirty: false,
-      preparedSql: false,
-      broken: false
-    }
-    return session
+    return PgConnector.makeSession(fakeConnection(backend), Scope.makeUnsafe())
   })
 
   /** Runs a statement of the pool's own (reset) on the session, marking it broken on a connection error. */

@@ -112,7 +112,7 @@ describe("stats", () => {
       yield* readyAt(pool, 100)
       yield* sevenClients(pool)
       yield* at(500)
-      // Wait and connect histograms are recorded as events happen; usage samples wait for the sampler.
+      // Histograms are recorded as events happen; counters and gauges wait for the sampler.
       const early = yield* ours
       assert.deepStrictEqual(histogram(early, "pgpool_wait_duration_ms"), { count: 4, sum: 900 })
       assert.deepStrictEqual(histogram(early, "pgpool_connect_duration_ms"), { count: 3, sum: 300 })
