@@ -179,6 +179,28 @@ export const track = (session: PgSession, sql: string): void => {
 }
 
 /**
+ * Marks the session broken when `error` means it cannot be reused, and returns `error`: for `Effect.mapError` and
+ * `Effect.mapBoth` on a statement of the session.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { PgConnector } from "effect-pg-pool"
+ *
+ * declare const session: PgConnector.PgSession
+ * const guarded = Effect.mapError(session.connection.query("SELECT 1"), (e) => PgConnector.noteError(session, e))
+ * ```
+ *
+ * @category tracking
+ * @since 0.1.0
+ */
+export const noteError = (session: PgSession, error: SqlError): SqlError => {
+  if (isBrokenError(error)) session.broken = true
+  return error
+}
+
+/**
  * Marks the session broken when a statement failed with an error that means it cannot be reused.
  *
  * **Example**
@@ -195,10 +217,7 @@ export const track = (session: PgSession, sql: string): void => {
  * @since 0.1.0
  */
 export const watch = <A, R>(session: PgSession, effect: Effect.Effect<A, SqlError, R>): Effect.Effect<A, SqlError, R> =>
-  Effect.tapError(effect, (error) =>
-    Effect.sync(() => {
-      if (isBrokenError(error)) session.broken = true
-    }))
+  Effect.mapError(effect, (error) => noteError(session, error))
 
 /** Where sql-pg keeps a connection's liveness; read defensively, since it is not part of its public API. */
 const internalsKey = "~@effect/sql-pg/PgConnection/internals"

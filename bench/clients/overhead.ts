@@ -206,7 +206,13 @@ main(async () => {
             acquirer: Effect.succeed(connection),
             borrower: (f) => f(connection),
             compiler: PgClient.makeCompiler(),
-            spanAttributes: []
+            // the attributes every PostgreSQL client here sets (sql-pg's, and this project's)
+            spanAttributes: [
+              ["db.system.name", "postgresql"],
+              ["db.namespace", "postgres"],
+              ["server.address", "localhost"],
+              ["server.port", 5432]
+            ]
           })
           return sql`SELECT 1`
         }),

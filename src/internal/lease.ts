@@ -7,12 +7,15 @@
 import type * as PgConnection from "@effect/sql-pg/PgConnection"
 import type * as Arr from "effect/Array"
 import * as Effect from "effect/Effect"
+import { identity } from "effect/Function"
 import type * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import type { Connection } from "effect/sql/SqlConnection"
 import { ConnectionError, SqlError } from "effect/sql/SqlError"
 import * as Stream from "effect/Stream"
-import { type PgSession, track, watch } from "../PgConnector.ts"
+import { noteError, type PgSession, track } from "../PgConnector.ts"
+
+const rowsOf = (result: PgConnection.Result): ReadonlyArray<PgConnection.Row> => result.rows
 
 type TransformRows = (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
 
@@ -41,41 +44,51 @@ export class Lease implements Connection {
     return this.session.processId
   }
 
-  private guard<A, R>(
+  /** One statement: refused after release, tracked, its errors noted, its result shaped by `onSuccess` (one step). */
+  private guard<A, B, R>(
     sql: string,
     operation: string,
-    f: (connection: PgConnection.PgConnection) => Effect.Effect<A, SqlError, R>
-  ): Effect.Effect<A, SqlError, R> {
+    f: (connection: PgConnection.PgConnection) => Effect.Effect<A, SqlError, R>,
+    onSuccess: (a: A) => B
+  ): Effect.Effect<B, SqlError, R> {
     const session = this.session
     if (session.epoch !== this.epoch) return Effect.fail(released(operation))
     track(session, sql)
-    return watch(session, f(this.connection))
+    return Effect.mapBoth(f(this.connection), { onFailure: (error) => noteError(session, error), onSuccess })
   }
 
   query(sql: string, params: ReadonlyArray<unknown> = [], prepare?: boolean) {
-    return this.guard(sql, "query", (c) => c.query(sql, params, prepare))
+    return this.guard(sql, "query", (c) => c.query(sql, params, prepare), identity)
   }
 
   queryValues(sql: string, params: ReadonlyArray<unknown> = [], prepare?: boolean) {
-    return this.guard(sql, "query", (c) => c.queryValues(sql, params, prepare))
+    return this.guard(sql, "query", (c) => c.queryValues(sql, params, prepare), identity)
+  }
+
+  private rows(sql: string, params: ReadonlyArray<unknown>, prepare: boolean, transformRows: TransformRows) {
+    return this.guard(
+      sql,
+      "query",
+      (c) => c.query(sql, params, prepare),
+      transformRows === undefined ? rowsOf : (result: PgConnection.Result) => transformRows(result.rows)
+    )
   }
 
   stream(sql: string, params: ReadonlyArray<unknown> = []): Stream.Stream<PgConnection.Row, SqlError> {
     const session = this.session
     if (session.epoch !== this.epoch) return Stream.fail(released("stream"))
     track(session, sql)
-    return Stream.tapError(this.connection.stream(sql, params), (error) => watch(session, Effect.fail(error)))
+    return Stream.mapError(this.connection.stream(sql, params), (error) => noteError(session, error))
   }
 
   listen(channel: string): Effect.Effect<Queue.Dequeue<PgConnection.Notification, SqlError>, SqlError, Scope.Scope> {
-    return this.guard("LISTEN", "listen", (c) => c.listen(channel))
+    return this.guard("LISTEN", "listen", (c) => c.listen(channel), identity)
   }
 
   // effect/sql Connection
 
   execute(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
-    const rows = Effect.map(this.query(sql, params, true), (result) => result.rows)
-    return transformRows === undefined ? rows : Effect.map(rows, transformRows)
+    return this.rows(sql, params, true, transformRows)
   }
 
   executeRaw(sql: string, params: ReadonlyArray<unknown>) {
@@ -91,8 +104,7 @@ export class Lease implements Connection {
   }
 
   executeUnprepared(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
-    const rows = Effect.map(this.query(sql, params, false), (result) => result.rows)
-    return transformRows === undefined ? rows : Effect.map(rows, transformRows)
+    return this.rows(sql, params, false, transformRows)
   }
 
   executeStream(sql: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {

@@ -767,13 +767,22 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
       })
     )
 
+  /** `f(conn)`, a throw in it a defect: `Effect.suspend` without the extra step. */
+  const run = <A, E2, R>(f: (connection: C) => Effect.Effect<A, E2, R>, conn: C): Effect.Effect<A, E2, R> => {
+    try {
+      return f(conn)
+    } catch (defect) {
+      return Effect.die(defect)
+    }
+  }
+
   const withConnection = <A, E2, R>(
     f: (connection: C) => Effect.Effect<A, E2, R>,
     options?: AcquireOptions
   ): Effect.Effect<A, E2 | PoolTimeout | PoolClosed | TooManyRequests, R> =>
     Effect.uninterruptibleMask((restore) =>
       Effect.withFiber((fiber) => {
-        const use = (entry: Entry<C>) => Effect.onExit(restore(Effect.suspend(() => f(entry.conn))), releaseWith(entry))
+        const use = (entry: Entry<C>) => Effect.onExit(restore(run(f, entry.conn)), releaseWith(entry))
         const timeoutMs = timeoutOf(options)
         const entry = takeFast(timeoutMs, fiber)
         return entry !== undefined ? use(entry) : Effect.flatMap(slowAcquire(restore, timeoutMs, true, fiber), use)
@@ -852,7 +861,10 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     f: (connection: C) => Effect.Effect<A, E2, R>
   ): Effect.Effect<A, E2, R> => {
     const startedAt = now()
-    return Effect.onExit(restore(Effect.suspend(() => f(entry.conn))), () => Effect.sync(() => unshare(entry, startedAt)))
+    return Effect.onExit(restore(run(f, entry.conn)), () => {
+      unshare(entry, startedAt)
+      return Effect.void
+    })
   }
 
   /**

@@ -67,11 +67,18 @@ describe("return path", () => {
       const d = yield* fork(client(pool, () => Effect.andThen(Effect.sleep(10), Effect.fail("nope"))))
       yield* at(560)
       assert.strictEqual(value(d).id, 4)
+      // A callback that throws instead of returning an effect: a defect for the caller, and the connection (#4) is
+      // closed like any lease ending in a defect, not lost.
+      const thrown = yield* Effect.exit(pool.withConnection((): Effect.Effect<void> => {
+        throw new Error("thrown")
+      }))
+      assert.strictEqual(tagOf(thrown as Exit.Exit<unknown, unknown>), "Die")
+      assert.deepStrictEqual(Array.from(mock.open, (c) => c.id), [])
       yield* at(1000)
-      assert.deepStrictEqual(mock.attemptTimes, [0, 200, 350, 450])
-      assert.deepStrictEqual(Array.from(mock.open, (c) => c.id), [4])
+      assert.deepStrictEqual(mock.attemptTimes, [0, 200, 350, 450, 560])
+      assert.deepStrictEqual(Array.from(mock.open, (c) => c.id), [5])
       const s = yield* pool.stats
-      assert.strictEqual(s.closed.interrupted, 3)
+      assert.strictEqual(s.closed.interrupted, 4)
       assert.strictEqual(s.returnsBad, 0)
       assert.strictEqual(s.poolAvailable, 1)
     }).pipe(Effect.scoped))
