@@ -21,6 +21,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
+import * as Scheduler from "effect/Scheduler"
 import * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
 import type { Connector } from "../Connector.ts"
@@ -118,6 +119,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
   const clock = yield* Clock.Clock
   const random = yield* Random.Random
   const runFork = Effect.runForkWith(context)
+  const dispatcher = Context.get(context, Scheduler.Scheduler).makeDispatcher()
   const backoff = yield* makeBackoff(cfg.reconnectSchedule)
   const metrics = makeMetrics(cfg.name, context)
   const checkRun = cfg.checkRun ?? connector.ping
@@ -265,12 +267,29 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     if (waiter !== undefined) {
       setState(entry, BORROWED)
       waiter.entry = entry
-      waiter.resume!(Effect.succeed(entry))
+      handOff(waiter)
       return
     }
     if (cfg.nullPool) return closeEntry(entry, "surplus")
     setState(entry, IDLE)
     idle.push(entry)
+  }
+
+  // Hand-offs wake their waiters in one scheduled batch, as effect's Semaphore does, not inside the release that
+  // freed the connection: a waiter woken inline writes its statement (a syscall that wakes a server process) in the
+  // middle of the loop reading the other connections' results. Batched, the results are read first and the next
+  // statements go out together.
+  let handOffs: Array<Waiter<C>> = []
+  const flushHandOffs = () => {
+    const batch = handOffs
+    handOffs = []
+    for (const waiter of batch) {
+      // `entry` is cleared when the waiter was interrupted meanwhile (cancelWaiter passed the connection on).
+      if (waiter.entry !== undefined) waiter.resume!(Effect.succeed(waiter.entry))
+    }
+  }
+  const handOff = (waiter: Waiter<C>): void => {
+    if (handOffs.push(waiter) === 1) dispatcher.scheduleTask(flushHandOffs, 0)
   }
 
   /** Takes the oldest usable idle entry, closing expired ones on the way. */

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 import * as Pool from "../../src/Pool.ts"
 import * as MockConnector from "../../src/testing/MockConnector.ts"
@@ -40,6 +40,48 @@ describe("fifo", () => {
       assert.deepStrictEqual(outcomes(chain), [ok(600), ok(1200), ok(1800), ok(2400)])
       assert.strictEqual(pinged.counts.pings, 0)
       assert.deepStrictEqual([(yield* single.stats).poolSize, pinged.open.size], [1, 1])
+    }).pipe(Effect.scoped))
+
+  it.effect("a hand-off wakes its waiter after the releasing fiber's step, not inside it; FIFO", () =>
+    Effect.gen(function*() {
+      const mock = yield* MockConnector.make()
+      const pool = yield* Pool.make(mock.connector, { minSize: 2, maxSize: 2 })
+      yield* pool.wait()
+      const order: Array<string> = []
+      // a releases, then pushes in the same synchronous step: c (the oldest waiter) must not have run in between.
+      // Woken inline, c would run inside a's release: ["c got", "d got", "a released", ...].
+      const holders = yield* Effect.forEach(["a", "b"], (name) =>
+        Effect.forkChild(
+          Effect.andThen(
+            pool.withConnection(() => Effect.sleep(name === "a" ? "10 millis" : "20 millis")),
+            Effect.sync(() => order.push(`${name} released`))
+          )
+        ))
+      const waiters = yield* Effect.forEach(["c", "d"], (name) =>
+        Effect.forkChild(pool.withConnection(() => Effect.sync(() => order.push(`${name} got`)))))
+      yield* Effect.yieldNow
+      assert.strictEqual((yield* pool.stats).requestsWaiting, 2)
+      yield* TestClock.adjust("20 millis")
+      yield* Effect.forEach([...holders, ...waiters], Fiber.join)
+      // c gets a's connection at 10 ms and passes it straight to d; b's is not needed any more.
+      assert.deepStrictEqual(order, ["a released", "c got", "d got", "b released"])
+
+      // A waiter interrupted after it was handed a connection, before it woke, passes the connection on unused.
+      const single = yield* MockConnector.make()
+      const one = yield* Pool.make(single.connector, { minSize: 1, maxSize: 1 })
+      yield* one.wait()
+      let leaving: Fiber.Fiber<unknown, unknown> | undefined
+      const holder = yield* Effect.forkChild(
+        Effect.andThen(one.withConnection(() => Effect.sleep("10 millis")), Effect.suspend(() => Fiber.interrupt(leaving!)))
+      )
+      leaving = yield* Effect.forkChild(one.withConnection(() => Effect.never))
+      const next = yield* Effect.forkChild(one.withConnection(() => Effect.succeed("next")))
+      yield* Effect.yieldNow
+      yield* TestClock.adjust("10 millis")
+      yield* Fiber.join(holder)
+      assert.strictEqual(yield* Fiber.join(next), "next")
+      assert.deepStrictEqual([single.counts.connects, single.open.size], [1, 1])
+      assert.deepStrictEqual((yield* one.stats).requestsCancelled, 1)
     }).pipe(Effect.scoped))
 
   it.effect("one deadline covers the whole acquisition; timeout <= 0 fails at once", () =>
