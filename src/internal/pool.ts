@@ -279,14 +279,15 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
   // freed the connection: a waiter woken inline writes its statement (a syscall that wakes a server process) in the
   // middle of the loop reading the other connections' results. Batched, the results are read first and the next
   // statements go out together.
-  let handOffs: Array<Waiter<C>> = []
+  // Hand-offs made while the batch runs (a shared acquisition passing on a connection that can take more) join it.
+  const handOffs: Array<Waiter<C>> = []
   const flushHandOffs = () => {
-    const batch = handOffs
-    handOffs = []
-    for (const waiter of batch) {
+    for (let i = 0; i < handOffs.length; i++) {
+      const waiter = handOffs[i]!
       // `entry` is cleared when the waiter was interrupted meanwhile (cancelWaiter passed the connection on).
       if (waiter.entry !== undefined) waiter.resume!(Effect.succeed(waiter.entry))
     }
+    handOffs.length = 0
   }
   const handOff = (waiter: Waiter<C>): void => {
     if (handOffs.push(waiter) === 1) dispatcher.scheduleTask(flushHandOffs, 0)
