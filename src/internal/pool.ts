@@ -107,6 +107,9 @@ const zeroClosed = (): { -readonly [K in keyof ClosedByReason]: number } => ({
   poolClosed: 0
 })
 
+/** Hand-offs one scheduled batch wakes at most (see `flushHandOffs`). */
+const HANDOFF_BATCH = 1024
+
 const interruptedOrDied = (exit: Exit.Exit<unknown, unknown>): boolean =>
   Exit.isFailure(exit) && (Cause.hasInterrupts(exit.cause) || Cause.hasDies(exit.cause))
 
@@ -279,18 +282,28 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
   // freed the connection: a waiter woken inline writes its statement (a syscall that wakes a server process) in the
   // middle of the loop reading the other connections' results. Batched, the results are read first and the next
   // statements go out together.
-  // Hand-offs made while the batch runs (a shared acquisition passing on a connection that can take more) join it.
-  const handOffs: Array<Waiter<C>> = []
+  // Hand-offs made while a batch runs (the woken waiter finished at once and passed its connection on, or a shared
+  // acquisition passed on a connection with room left) join it, up to a bound: past it the rest wait for the next
+  // turn, so a chain of waiters that never wait on I/O cannot keep the event loop from running.
+  let handOffs: Array<Waiter<C>> = []
+  let handOffScheduled = false
   const flushHandOffs = () => {
-    for (let i = 0; i < handOffs.length; i++) {
-      const waiter = handOffs[i]!
+    const batch = handOffs
+    let i = 0
+    for (; i < batch.length && i < HANDOFF_BATCH; i++) {
+      const waiter = batch[i]!
       // `entry` is cleared when the waiter was interrupted meanwhile (cancelWaiter passed the connection on).
       if (waiter.entry !== undefined) waiter.resume!(Effect.succeed(waiter.entry))
     }
-    handOffs.length = 0
+    handOffs = i < batch.length ? batch.slice(i) : []
+    if (handOffs.length > 0) dispatcher.scheduleTask(flushHandOffs, 0)
+    else handOffScheduled = false
   }
   const handOff = (waiter: Waiter<C>): void => {
-    if (handOffs.push(waiter) === 1) dispatcher.scheduleTask(flushHandOffs, 0)
+    handOffs.push(waiter)
+    if (handOffScheduled) return
+    handOffScheduled = true
+    dispatcher.scheduleTask(flushHandOffs, 0)
   }
 
   /** Takes the oldest usable idle entry, closing expired ones on the way. */

@@ -84,6 +84,31 @@ describe("fifo", () => {
       assert.deepStrictEqual((yield* one.stats).requestsCancelled, 1)
     }).pipe(Effect.scoped))
 
+  it.effect("a chain of hand-offs whose work never waits on I/O still lets the event loop run", () =>
+    Effect.gen(function*() {
+      const mock = yield* MockConnector.make()
+      const pool = yield* Pool.make(mock.connector, { minSize: 1, maxSize: 1 })
+      yield* pool.wait()
+      const n = 3000
+      let done = 0
+      let doneWhenLoopRan = -1
+      const holder = yield* Effect.forkChild(pool.withConnection(() => Effect.sleep("1 millis")))
+      const chain = yield* Effect.forEach(Array.from({ length: n }), () =>
+        Effect.forkChild(pool.withConnection(() =>
+          Effect.sync(() => {
+            // The first waiter woken asks the event loop to report back: the loop runs before the chain ends.
+            if (done++ === 0) setImmediate(() => (doneWhenLoopRan = done))
+          })
+        )))
+      yield* Effect.yieldNow
+      assert.strictEqual((yield* pool.stats).requestsWaiting, n)
+      yield* TestClock.adjust("1 millis")
+      yield* Effect.forEach([holder, ...chain], Fiber.join)
+      assert.strictEqual(done, n)
+      assert.isAbove(doneWhenLoopRan, 0)
+      assert.isBelow(doneWhenLoopRan, n)
+    }).pipe(Effect.scoped))
+
   it.effect("one deadline covers the whole acquisition; timeout <= 0 fails at once", () =>
     Effect.gen(function*() {
       const mock = yield* MockConnector.make({ pingLatency: "60 millis" })
