@@ -4,7 +4,8 @@
  *
  * The rules, each pinned by a test in `test/engine` named after it:
  * - Waiters are served strictly FIFO; a returned connection goes straight to the oldest live waiter. A waiter that
- *   timed out or was interrupted never receives one, and nothing is lost.
+ *   timed out or was interrupted never receives one, and nothing is lost. Waiters handed a connection wake together,
+ *   after the step that released it.
  * - Connections are opened by background fibers, at most `numWorkers` at once (one while connects are failing),
  *   driven by demand: a connect starts only for a waiter that no connect in flight or reset in progress will serve,
  *   so a burst that returning connections can serve opens at most the `numWorkers` connects it started before the

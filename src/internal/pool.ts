@@ -281,10 +281,9 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
   // Hand-offs wake their waiters in one scheduled batch, as effect's Semaphore does, not inside the release that
   // freed the connection: a waiter woken inline writes its statement (a syscall that wakes a server process) in the
   // middle of the loop reading the other connections' results. Batched, the results are read first and the next
-  // statements go out together.
-  // Hand-offs made while a batch runs (the woken waiter finished at once and passed its connection on, or a shared
-  // acquisition passed on a connection with room left) join it, up to a bound: past it the rest wait for the next
-  // turn, so a chain of waiters that never wait on I/O cannot keep the event loop from running.
+  // statements go out together. Hand-offs made while a batch runs (the woken waiter finished at once and passed its
+  // connection on, or a shared acquisition passed on a connection with room left) join it, up to a bound: past it
+  // the rest wait for the next turn, so a chain of waiters that never wait on I/O cannot starve the event loop.
   let handOffs: Array<Waiter<C>> = []
   let handOffScheduled = false
   const flushHandOffs = () => {
@@ -680,9 +679,84 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
   }
 
   /**
-   * One acquisition that could not take an idle connection synchronously: queue, wait, check. Written with
-   * combinators rather than a generator since every acquisition takes this path once all connections are busy.
+   * One acquisition that could not take an idle connection synchronously: queue, wait, check. Once every connection
+   * is busy every acquisition comes here, so its state is one object with shared methods (a generator, or a closure
+   * per step, cost a microsecond per acquisition with hundreds waiting).
    */
+  class Acquisition {
+    readonly restore: Restore
+    readonly timeoutMs: number
+    readonly takeFromIdle: boolean
+    readonly borrower: Fiber.Fiber<unknown, unknown> | undefined
+    readonly start: number
+    readonly deadline: number
+    waitStart = 0
+    constructor(
+      restore: Restore,
+      timeoutMs: number,
+      takeFromIdle: boolean,
+      borrower: Fiber.Fiber<unknown, unknown> | undefined,
+      start: number
+    ) {
+      this.restore = restore
+      this.timeoutMs = timeoutMs
+      this.takeFromIdle = takeFromIdle
+      this.borrower = borrower
+      this.start = start
+      this.deadline = start + timeoutMs
+    }
+
+    attempt(queued: boolean): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed | TooManyRequests> {
+      const entry = this.takeFromIdle && (waiters.length === 0 || queued) ? takeIdle(now()) : undefined
+      if (entry !== undefined) return this.got(entry)
+      if (cfg.maxWaiting > 0 && waiters.length >= cfg.maxWaiting) {
+        counters.requestsErrors++
+        return Effect.fail(new TooManyRequests({ pool: cfg.name, maxWaiting: cfg.maxWaiting }))
+      }
+      if (!queued) counters.requestsQueued++
+      this.waitStart = now()
+      // `this` is the handler pair: `onSuccess` and `onFailure` are bound per acquisition.
+      return Effect.matchCauseEffect(this.restore(waitForEntry(this.timeoutMs, this.deadline)), this)
+    }
+
+    readonly onFailure = (cause: Cause.Cause<PoolTimeout | PoolClosed>): Effect.Effect<never, PoolTimeout | PoolClosed> => {
+      this.waited()
+      if (Cause.hasInterruptsOnly(cause)) counters.requestsCancelled++
+      else counters.requestsErrors++
+      return Effect.failCause(cause)
+    }
+
+    readonly onSuccess = (entry: Entry<C>): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed | TooManyRequests> => {
+      this.waited()
+      return this.got(entry)
+    }
+
+    waited(): void {
+      const ms = now() - this.waitStart
+      counters.requestsWaitMs += ms
+      metrics.wait(ms)
+    }
+
+    got(entry: Entry<C>): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed | TooManyRequests> {
+      if (now() - entry.returnedAt < cfg.checkIdleMs) return Effect.succeed(this.lent(entry))
+      return Effect.flatMap(checkOut(this.restore, entry, this.deadline), (ok) => {
+        if (ok) return Effect.succeed(this.lent(entry))
+        if (now() >= this.deadline) {
+          counters.requestsErrors++
+          return Effect.fail(timeoutError(this.timeoutMs))
+        }
+        return this.attempt(true)
+      })
+    }
+
+    lent(entry: Entry<C>): Entry<C> {
+      const t = now()
+      lend(entry, t, this.borrower)
+      counters.acquireMs += t - this.start
+      return entry
+    }
+  }
+
   const slowAcquire = (
     restore: Restore,
     timeoutMs: number,
@@ -700,60 +774,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
         counters.requestsErrors++
         return Effect.fail(timeoutError(timeoutMs))
       }
-      const deadline = start + timeoutMs
-      let waitStart = 0
-
-      const lent = (entry: Entry<C>): Entry<C> => {
-        const t = now()
-        lend(entry, t, borrower)
-        counters.acquireMs += t - start
-        return entry
-      }
-
-      const got = (entry: Entry<C>): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed | TooManyRequests> => {
-        if (now() - entry.returnedAt < cfg.checkIdleMs) return Effect.succeed(lent(entry))
-        return Effect.flatMap(checkOut(restore, entry, deadline), (ok) => {
-          if (ok) return Effect.succeed(lent(entry))
-          if (now() >= deadline) {
-            counters.requestsErrors++
-            return Effect.fail(timeoutError(timeoutMs))
-          }
-          return attempt(true)
-        })
-      }
-
-      const waited = (): void => {
-        const ms = now() - waitStart
-        counters.requestsWaitMs += ms
-        metrics.wait(ms)
-      }
-
-      const onWait = {
-        onFailure: (cause: Cause.Cause<PoolTimeout | PoolClosed>) => {
-          waited()
-          if (Cause.hasInterruptsOnly(cause)) counters.requestsCancelled++
-          else counters.requestsErrors++
-          return Effect.failCause(cause)
-        },
-        onSuccess: (entry: Entry<C>) => {
-          waited()
-          return got(entry)
-        }
-      }
-
-      const attempt = (queued: boolean): Effect.Effect<Entry<C>, PoolTimeout | PoolClosed | TooManyRequests> => {
-        const entry = takeFromIdle && (waiters.length === 0 || queued) ? takeIdle(now()) : undefined
-        if (entry !== undefined) return got(entry)
-        if (cfg.maxWaiting > 0 && waiters.length >= cfg.maxWaiting) {
-          counters.requestsErrors++
-          return Effect.fail(new TooManyRequests({ pool: cfg.name, maxWaiting: cfg.maxWaiting }))
-        }
-        if (!queued) counters.requestsQueued++
-        waitStart = now()
-        return Effect.matchCauseEffect(restore(waitForEntry(timeoutMs, deadline)), onWait)
-      }
-
-      return attempt(false)
+      return new Acquisition(restore, timeoutMs, takeFromIdle, borrower, start).attempt(false)
     })
 
   const timeoutOf = (options: AcquireOptions | undefined): number =>
