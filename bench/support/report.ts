@@ -565,7 +565,8 @@ export const markdown = (data: BenchData, s: Summaries, gs: ReadonlyArray<Goal>,
       `${st.reps} repetition${st.reps === 1 ? "" : "s"}; figures are medians with the min–max spread in brackets, ` +
       `over the runs during which other processes on the machine took < ${FOREIGN_MAX} cores ` +
       `(a cell with fewer than 2 such runs gets one extra run; † = all runs had to be used). ` +
-      `W1/W2 cells: ${st.w1.durationMs / 1000} s measured after ${st.w1.warmupMs / 1000} s warmup. ` +
+      `W1 cells: ${st.w1.durationMs / 1000} s measured after ${st.w1.warmupMs / 1000} s warmup; W2 cells: ` +
+        `${st.w2.durationMs / 1000} s after ${st.w2.warmupMs / 1000} s. ` +
       `Whole run: ${Math.floor(m.runTimeSec / 60)} min ${m.runTimeSec % 60} s; load average (1/5/15 min) ` +
       `${m.machine.loadAvgAtStart.join(" ")} at start, ${m.machine.loadAvgAtEnd?.join(" ") ?? "—"} at end. Produced by \`npm run bench${m.quick ? " -- --quick" : ""}\` (bench/run.ts).`,
     ""
