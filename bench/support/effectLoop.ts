@@ -6,7 +6,7 @@
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import { SqlClient } from "effect/sql/SqlClient"
-import { type Args, command, emit, Histogram, randomId, Recorder, sleep, Timeline } from "./protocol.ts"
+import { type Args, burstResult, command, emit, Histogram, randomId, Recorder, sleep, Timeline } from "./protocol.ts"
 
 export interface EffectClientOptions<R> {
   /** Extra figures for w5 (pool size and so on), read after the burst. */
@@ -101,18 +101,8 @@ export const runEffectClient = <E, R>(
         )
         const durationMs = performance.now() - t0
         yield* Effect.sleep(args.durationMs)
-        emit({
-          type: "result",
-          burst: {
-            requests: args.concurrency,
-            durationMs: Math.round(durationMs * 100) / 100,
-            latencyUs: hist.summary(),
-            errors
-          },
-          pool: options.poolInfo === undefined ? undefined : yield* options.poolInfo,
-          maxRssKb: process.resourceUsage().maxRSS,
-          lastError: lastError === undefined ? undefined : String(lastError)
-        })
+        const pool = options.poolInfo === undefined ? undefined : yield* options.poolInfo
+        emit(burstResult(args.concurrency, durationMs, hist, errors, pool, lastError))
         return
       }
       default:

@@ -2,7 +2,7 @@
  * The workloads for Promise-based clients (pg, postgres.js): a runner gives a `PromiseDriver`, this file runs
  * w1 (SELECT 1), w2 (short transaction), w4 (recovery timeline) and w5 (burst) with it.
  */
-import { type Args, command, emit, Histogram, randomId, Recorder, sleep, Timeline } from "./protocol.ts"
+import { type Args, burstResult, command, emit, Histogram, randomId, Recorder, sleep, Timeline } from "./protocol.ts"
 
 export interface PromiseDriver {
   /** `SELECT 1` through the pool. */
@@ -91,18 +91,8 @@ export const runPromiseClient = async (args: Args, driver: PromiseDriver): Promi
       const durationMs = performance.now() - t0
       // let connects started by the burst finish, so the proxy counts them
       await sleep(args.durationMs)
-      emit({
-        type: "result",
-        burst: {
-          requests: args.concurrency,
-          durationMs: Math.round(durationMs * 100) / 100,
-          latencyUs: hist.summary(),
-          errors
-        },
-        pool: driver.poolInfo?.(),
-        maxRssKb: process.resourceUsage().maxRSS,
-        lastError: lastError === undefined ? undefined : String(lastError)
-      })
+      const pool = driver.poolInfo?.()
+      emit(burstResult(args.concurrency, durationMs, hist, errors, pool, lastError))
       break
     }
     default:

@@ -128,6 +128,22 @@ export class Histogram {
 
 export const SERIES_MS = 250
 
+/** The w5 result line: the burst's size, duration, latencies and errors, the pool's own figures, peak RSS. */
+export const burstResult = (
+  requests: number,
+  durationMs: number,
+  hist: Histogram,
+  errors: number,
+  pool: Record<string, unknown> | undefined,
+  lastError: unknown
+): Record<string, unknown> => ({
+  type: "result",
+  burst: { requests, durationMs: Math.round(durationMs * 100) / 100, latencyUs: hist.summary(), errors },
+  pool,
+  maxRssKb: process.resourceUsage().maxRSS,
+  lastError: lastError === undefined ? undefined : String(lastError)
+})
+
 /**
  * A V8 CPU profile of exactly the measured window, written to `path` (env `BENCH_CPU_PROFILE`): `bench/run.ts`
  * profiles one run per client this way and attributes the samples (`bench/support/profile.ts`).
