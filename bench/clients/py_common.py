@@ -19,6 +19,7 @@ LINEAR = 2048
 SUB = 128
 BUCKETS = LINEAR + (31 - 11) * SUB
 SERIES_MS = 250
+WARM_PAUSE_S = 0.3  # WARM_PAUSE_MS in protocol.ts
 TIMELINE_MS = 10
 
 
@@ -262,6 +263,9 @@ async def _main(make_driver):
                     rec.fail()
                     await asyncio.sleep(0.001)
 
+        # the pool is opened before the workers start, as every client's is (WARM_PAUSE_MS in protocol.ts)
+        await driver.warm(args.pool_min)
+        await asyncio.sleep(WARM_PAUSE_S)
         loop = asyncio.get_running_loop()
         loop.call_later(args.warmup / 1000, rec.start)
         loop.call_later((args.warmup + args.duration) / 1000, rec.stop)

@@ -6,7 +6,18 @@
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import { SqlClient } from "effect/sql/SqlClient"
-import { type Args, burstResult, command, emit, Histogram, randomId, Recorder, sleep, Timeline } from "./protocol.ts"
+import {
+  type Args,
+  burstResult,
+  command,
+  emit,
+  Histogram,
+  randomId,
+  Recorder,
+  sleep,
+  Timeline,
+  WARM_PAUSE_MS
+} from "./protocol.ts"
 
 export interface EffectClientOptions<R> {
   /** Extra figures for w5 (pool size and so on), read after the burst. */
@@ -15,6 +26,13 @@ export interface EffectClientOptions<R> {
 
 const replicate = <A, E, R>(n: number, effect: Effect.Effect<A, E, R>) =>
   Effect.forEach(Array.from({ length: n }), () => effect, { concurrency: "unbounded", discard: true })
+
+/**
+ * Opens the pool before the workers start: `n` concurrent short sleeps, then a pause for connects still under way.
+ * Every client does this (see `WARM_PAUSE_MS`), so none starts its workers against a cold pool.
+ */
+const warm = (sql: SqlClient, n: number) =>
+  Effect.andThen(replicate(n, sql`SELECT pg_sleep(0.05)`), Effect.sleep(WARM_PAUSE_MS))
 
 export const runEffectClient = <E, R>(
   args: Args,
@@ -37,6 +55,7 @@ export const runEffectClient = <E, R>(
       case "w2": {
         const rec = new Recorder()
         const op = args.workload === "w1" ? query : () => transaction(randomId(args.accounts))
+        yield* warm(sql, args.poolMin)
         setTimeout(() => rec.start(), args.warmupMs)
         setTimeout(() => rec.stop(), args.warmupMs + args.durationMs)
         const worker = Effect.gen(function*() {
@@ -80,7 +99,7 @@ export const runEffectClient = <E, R>(
         return
       }
       case "w5": {
-        yield* replicate(args.poolMin, sql`SELECT pg_sleep(0.05)`)
+        yield* warm(sql, args.poolMin)
         emit({ type: "ready" })
         yield* Effect.promise(() => command("go", args.maxMs))
         const hist = new Histogram()

@@ -2,7 +2,18 @@
  * The workloads for Promise-based clients (pg, postgres.js): a runner gives a `PromiseDriver`, this file runs
  * w1 (SELECT 1), w2 (short transaction), w4 (recovery timeline) and w5 (burst) with it.
  */
-import { type Args, burstResult, command, emit, Histogram, randomId, Recorder, sleep, Timeline } from "./protocol.ts"
+import {
+  type Args,
+  burstResult,
+  command,
+  emit,
+  Histogram,
+  randomId,
+  Recorder,
+  sleep,
+  Timeline,
+  WARM_PAUSE_MS
+} from "./protocol.ts"
 
 export interface PromiseDriver {
   /** `SELECT 1` through the pool. */
@@ -29,6 +40,8 @@ export const runPromiseClient = async (args: Args, driver: PromiseDriver): Promi
     case "w2": {
       const rec = new Recorder()
       const op = args.workload === "w1" ? driver.query : () => driver.transaction(randomId(args.accounts))
+      await driver.warm(args.poolMin)
+      await sleep(WARM_PAUSE_MS)
       setTimeout(() => rec.start(), args.warmupMs)
       setTimeout(() => rec.stop(), args.warmupMs + args.durationMs)
       await workers(args.concurrency, async () => {

@@ -128,6 +128,15 @@ export class Histogram {
 
 export const SERIES_MS = 250
 
+/**
+ * W1 and W2 open each client's pool (`--pool-min` concurrent short sleeps, then this pause) before the workers
+ * start. Started cold, hundreds of workers wait together for the first connects through the same code; a V8
+ * scavenge in that window sees every object from those allocation sites alive and pretenures the sites for the rest
+ * of the process (old-space allocation, major GCs every ~0.5 s: +25-40% CPU per operation and +100 MB RSS here).
+ * Whether a scavenge lands in that window is luck, so cold starts made the Effect clients' figures bimodal.
+ */
+export const WARM_PAUSE_MS = 300
+
 /** The w5 result line: the burst's size, duration, latencies and errors, the pool's own figures, peak RSS. */
 export const burstResult = (
   requests: number,
