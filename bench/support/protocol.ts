@@ -132,7 +132,7 @@ export const SERIES_MS = 250
  * W1 and W2 open each client's pool (`--pool-min` concurrent short sleeps, then this pause) before the workers
  * start. Started cold, hundreds of workers wait together for the first connects through the same code; a V8
  * scavenge in that window sees every object from those allocation sites alive and pretenures the sites for the rest
- * of the process (old-space allocation, major GCs every ~0.5 s: +20-50% CPU per operation and ~100 MB more RSS here).
+ * of the process (old-space allocation, a major GC every 0.6-0.9 s: +20-50% CPU per op, ~100 MB more RSS here).
  * Whether a scavenge lands in that window is luck, so cold starts made the Effect clients' figures bimodal.
  */
 export const WARM_PAUSE_MS = 300
