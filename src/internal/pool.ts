@@ -72,6 +72,12 @@ interface Waiter<C> extends Node<Waiter<C>>, HeapNode {
   readonly timeoutMs: number
 }
 
+/** What one `withConnection` or `withShared` run holds, for its finalizer. */
+interface Held<C> {
+  entry: Entry<C> | undefined
+  startedAt: number
+}
+
 type Counters = {
   -readonly [K in Exclude<
     keyof PoolStats,
@@ -266,7 +272,9 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     // Every caller has just seen the connection work (used, reset, checked or opened), handed-off ones included: a
     // connection passed from one user to the next was never idle and needs no checkout check.
     entry.returnedAt = t
-    const waiter = takeWaiter()
+    // An exclusive user may have taken it under `multiplex` shared statements: with no room for a shared waiter it
+    // stays idle until one of them ends (`unshare` passes it on then), so no waiter ever pushes it past the bound.
+    const waiter = entry.sharers < cfg.multiplex ? takeWaiter() : undefined
     if (waiter !== undefined) {
       setState(entry, BORROWED)
       waiter.entry = entry
@@ -830,18 +838,38 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     }
   }
 
+  /**
+   * Runs `use` with the finalizer that gives its connection back already on the fiber's stack: `use` records in
+   * `held` what it took (synchronously, or after an uninterruptible wait) and `end` gets it on exit. No interruption
+   * can fall between a take and that finalizer, so the fast path needs no uninterruptible region around the body.
+   */
+  const holding = <A, E2, R>(
+    use: (held: Held<C>, fiber: Fiber.Fiber<unknown, unknown>) => Effect.Effect<A, E2, R>,
+    end: (entry: Entry<C>, exit: Exit.Exit<unknown, unknown>, startedAt: number) => void
+  ): Effect.Effect<A, E2, R> =>
+    Effect.suspend(() => {
+      const held: Held<C> = { entry: undefined, startedAt: 0 }
+      return Effect.onExit(Effect.withFiber((fiber) => use(held, fiber)), (exit) => {
+        if (held.entry !== undefined) end(held.entry, exit, held.startedAt)
+        return Effect.void
+      })
+    })
+
   const withConnection = <A, E2, R>(
     f: (connection: C) => Effect.Effect<A, E2, R>,
     options?: AcquireOptions
   ): Effect.Effect<A, E2 | PoolTimeout | PoolClosed | TooManyRequests, R> =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.withFiber((fiber) => {
-        const use = (entry: Entry<C>) => Effect.onExit(restore(run(f, entry.conn)), releaseWith(entry))
-        const timeoutMs = timeoutOf(options)
-        const entry = takeFast(timeoutMs, fiber)
-        return entry !== undefined ? use(entry) : Effect.flatMap(slowAcquire(restore, timeoutMs, true, fiber), use)
-      })
-    )
+    holding((held, fiber) => {
+      const timeoutMs = timeoutOf(options)
+      const entry = held.entry = takeFast(timeoutMs, fiber)
+      if (entry !== undefined) return run(f, entry.conn)
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(slowAcquire(restore, timeoutMs, true, fiber), (taken) => {
+          held.entry = taken
+          return restore(run(f, taken.conn))
+        })
+      )
+    }, release)
 
   /** The end of one shared statement. */
   const unshare = (entry: Entry<C>, startedAt: number): void => {
@@ -909,18 +937,6 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     return undefined
   }
 
-  const runShared = <A, E2, R>(
-    restore: Restore,
-    entry: Entry<C>,
-    f: (connection: C) => Effect.Effect<A, E2, R>
-  ): Effect.Effect<A, E2, R> => {
-    const startedAt = now()
-    return Effect.onExit(restore(run(f, entry.conn)), () => {
-      unshare(entry, startedAt)
-      return Effect.void
-    })
-  }
-
   /**
    * Multiplex: runs `f` on an idle connection that other shared statements may be using at the same time (up to
    * `multiplex` of them). The connection stays idle; exclusive acquisitions can still take it, and get it once the
@@ -931,31 +947,36 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     options?: AcquireOptions
   ): Effect.Effect<A, E2 | PoolTimeout | PoolClosed | TooManyRequests, R> => {
     if (cfg.multiplex <= 1) return withConnection(f, options)
-    return Effect.uninterruptibleMask((restore) => {
+    return holding((held) => {
       const t = now()
-      const entry = !closing && waiters.length === 0 ? shareable(t) : undefined
-      if (entry !== undefined) {
-        entry.sharers++
-        entry.uses++
+      const joined = !closing && waiters.length === 0 ? shareable(t) : undefined
+      if (joined !== undefined) {
+        joined.sharers++
+        joined.uses++
         counters.requestsNum++
-        return runShared(restore, entry, f)
+        held.entry = joined
+        held.startedAt = t
+        return run(f, joined.conn)
       }
       // Nothing to join: take one like any acquisition (in line, checks included) and share it. When every idle
       // connection is full, wait for a slot instead of taking one of them.
       const full = idle.length > 0 && waiters.length === 0 && !closing
       const timeoutMs = timeoutOf(options)
-      const acquired = full ? slowAcquire(restore, timeoutMs, false) : acquire(restore, timeoutMs)
-      return Effect.flatMap(acquired, (entry) => {
-        if (entry.leak !== undefined) {
-          entry.leak.interruptUnsafe()
-          entry.leak = undefined
-        }
-        entry.sharers++
-        entry.served = true
-        joinShared(entry, now())
-        return runShared(restore, entry, f)
-      })
-    })
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(full ? slowAcquire(restore, timeoutMs, false) : acquire(restore, timeoutMs), (taken) => {
+          if (taken.leak !== undefined) {
+            taken.leak.interruptUnsafe()
+            taken.leak = undefined
+          }
+          taken.sharers++
+          taken.served = true
+          held.startedAt = now()
+          joinShared(taken, held.startedAt)
+          held.entry = taken
+          return restore(run(f, taken.conn))
+        })
+      )
+    }, (entry, _, startedAt) => unshare(entry, startedAt))
   }
 
   // ---------------------------------------------------------------------------------------------------------------

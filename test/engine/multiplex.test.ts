@@ -92,6 +92,38 @@ describe("multiplex", () => {
       assert.isTrue(Exit.isSuccess(holder.pollUnsafe()!))
     }))
 
+  it.effect("a connection returned by an exclusive user under multiplex shared statements takes no more until one ends", () =>
+    Effect.gen(function*() {
+      const mock = yield* MockConnector.make({ connectLatency: "100 millis" })
+      const pool = yield* makePool(mock.connector, { minSize: 1, maxSize: 1, multiplex: 2 })
+      yield* readyAt(pool, 100)
+      let sharers = 0
+      let most = 0
+      const counted = (ms: number) =>
+        pool.withShared(() =>
+          Effect.acquireUseRelease(
+            Effect.sync(() => {
+              most = Math.max(most, ++sharers)
+            }),
+            () => Effect.sleep(ms),
+            () => Effect.sync(() => sharers--)
+          )
+        ).pipe(Effect.andThen(Effect.clockWith((c) => c.currentTimeMillis)), Effect.exit)
+      // Two shared statements fill the connection (100 -> 200); an exclusive user takes it under them at 110 and
+      // returns it at 130; a third shared statement queued at 120.
+      const full = yield* Effect.forEach([1, 2], () => fork(counted(100)))
+      yield* at(110)
+      const exclusive = yield* fork(pool.withConnection(() => Effect.sleep(20)))
+      yield* at(120)
+      const third = yield* fork(counted(10))
+      yield* at(300)
+      // It got a slot when the first two ended (200), not at 130 as a third sharer.
+      const ended = outcomes([...full, third]).map((o) => o !== undefined && Exit.isSuccess(o) ? o.value : undefined)
+      assert.deepStrictEqual(ended, [200, 200, 210])
+      assert.isTrue(Exit.isSuccess(exclusive.pollUnsafe()!))
+      assert.strictEqual(most, 2)
+    }))
+
   it.effect("a broken connection seen by a shared statement is closed once its other statements end", () =>
     Effect.gen(function*() {
       const mock = yield* MockConnector.make({ connectLatency: "100 millis" })

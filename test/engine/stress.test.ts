@@ -29,7 +29,7 @@ interface ClientRecord {
   interrupted: boolean
 }
 
-const run = (seed: number, operations: number) =>
+const run = (seed: number, operations: number, multiplex = 1) =>
   Effect.gen(function*() {
     const rng = prng(seed)
     const mock = yield* MockConnector.make({
@@ -54,11 +54,14 @@ const run = (seed: number, operations: number) =>
         Effect.sync(() => {
           reconnectReports++
         }),
-      closeTimeout: "1 second"
+      closeTimeout: "1 second",
+      multiplex
     }).pipe(Random.withSeed(`stress-${seed}`))
 
     const violations: Array<string> = []
     const inUse = new Set<MockConnector.MockConnection>()
+    // Connections with shared statements on them (multiplex): how many each.
+    const sharing = new Map<MockConnector.MockConnection, number>()
     const clients: Array<{ readonly fiber: Fiber.Fiber<Exit.Exit<void, unknown>>; readonly record: ClientRecord }> = []
     let overhang = 0
     let maxSeen = 0
@@ -71,7 +74,8 @@ const run = (seed: number, operations: number) =>
       const allowed = Math.max(s.poolMax, overhang)
       if (s.poolSize > allowed) violations.push(`poolSize ${s.poolSize} > ${allowed} (max ${s.poolMax})`)
       if (mock.open.size > allowed) violations.push(`open ${mock.open.size} > ${allowed}`)
-      if (s.requestsWaiting > 0 && s.poolAvailable > 0) {
+      // A full shared connection stays available to exclusive takers while shared statements queue for a slot.
+      if (multiplex === 1 && s.requestsWaiting > 0 && s.poolAvailable > 0) {
         violations.push(`${s.requestsWaiting} waiting while ${s.poolAvailable} idle`)
       }
       if (s.poolAvailable > s.poolSize) violations.push(`available ${s.poolAvailable} > size ${s.poolSize}`)
@@ -94,13 +98,26 @@ const run = (seed: number, operations: number) =>
         : roll < 0.14
         ? "die"
         : "ok"
+      const shared = multiplex > 1 && rng.next() < 0.5
+      const enter = (conn: MockConnector.MockConnection) => {
+        record.got = true
+        const sharers = sharing.get(conn) ?? 0
+        if (inUse.has(conn)) violations.push(`#${conn.id} handed out while held exclusively`)
+        if (shared && sharers >= multiplex) violations.push(`#${conn.id} shared by more than ${multiplex}`)
+        if (!conn.open) violations.push(`#${conn.id} handed out closed`)
+        if (conn.broken) violations.push(`#${conn.id} handed out broken`)
+        if (shared) sharing.set(conn, sharers + 1)
+        else inUse.add(conn)
+      }
+      const leave = (conn: MockConnector.MockConnection) => {
+        if (!shared) return inUse.delete(conn)
+        const sharers = sharing.get(conn)! - 1
+        if (sharers === 0) sharing.delete(conn)
+        else sharing.set(conn, sharers)
+      }
       const use = (conn: MockConnector.MockConnection) =>
         Effect.gen(function*() {
-          record.got = true
-          if (inUse.has(conn)) violations.push(`#${conn.id} handed to two users`)
-          if (!conn.open) violations.push(`#${conn.id} handed out closed`)
-          if (conn.broken) violations.push(`#${conn.id} handed out broken`)
-          inUse.add(conn)
+          enter(conn)
           yield* Effect.sleep(hold)
           switch (record.ending) {
             case "break":
@@ -114,9 +131,10 @@ const run = (seed: number, operations: number) =>
             case "die":
               return yield* Effect.die("user defect")
           }
-        }).pipe(Effect.ensuring(Effect.sync(() => inUse.delete(conn))))
+        }).pipe(Effect.ensuring(Effect.sync(() => leave(conn))))
+      const acquisition = shared ? pool.withShared(use, { timeout }) : pool.withConnection(use, { timeout })
       return Effect.map(
-        fork(Effect.exit(pool.withConnection(use, { timeout }))),
+        fork(Effect.exit(acquisition)),
         (fiber) => clients.push({ fiber, record })
       )
     })
@@ -174,6 +192,7 @@ const run = (seed: number, operations: number) =>
     assert.isAtMost(s.poolSize, 6)
     assert.isAtMost(maxSeen, 8)
     assert.strictEqual(inUse.size, 0)
+    assert.strictEqual(sharing.size, 0)
     // The mock's open connections are exactly the pool's: take every idle one and compare.
     assert.strictEqual(mock.open.size, s.poolSize)
     const taken = new Set<number>()
@@ -228,6 +247,15 @@ describe("stress", () => {
     Effect.gen(function*() {
       for (const seed of [1, 2, 3]) {
         const result = yield* run(seed, 1500)
+        assert.isAbove(result.clients, 1000)
+        assert.isAbove(result.observations, 3000)
+      }
+    }), { timeout: 120_000 })
+
+  it.effect("the same with multiplex: shared and exclusive users mixed, interrupted at random, leave nothing behind", () =>
+    Effect.gen(function*() {
+      for (const seed of [4, 5]) {
+        const result = yield* run(seed, 1500, 3)
         assert.isAbove(result.clients, 1000)
         assert.isAbove(result.observations, 3000)
       }
