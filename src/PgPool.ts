@@ -23,7 +23,7 @@ import { validateConnection } from "./internal/validate.ts"
 import * as PgConnector from "./PgConnector.ts"
 import * as PgSqlClient from "./PgSqlClient.ts"
 import * as Pool from "./Pool.ts"
-import { isPoolError, PoolConfigError, type PoolError } from "./PoolError.ts"
+import { isPoolError, PoolConfigError, type PoolError, type PoolTimeout } from "./PoolError.ts"
 
 /**
  * A connection lent by the pool: statements on one PostgreSQL session.
@@ -336,7 +336,7 @@ export const makeWith = Effect.fnUntraced(function*(
   config: PoolConfig
 ): Effect.fn.Return<
   { readonly pool: PgPool; readonly client: PgClient.PgClient },
-  PoolConfigError,
+  PoolConfigError | PoolTimeout,
   Scope.Scope | Reactivity.Reactivity
 > {
   const configure = config.configure
@@ -356,7 +356,9 @@ export const makeWith = Effect.fnUntraced(function*(
   }).pipe(
     // The engine's `multiplex` is this service's `multiplexConcurrency`: name the field the user wrote.
     Effect.mapError((error) =>
-      error.field === "multiplex" ? new PoolConfigError({ field: "multiplexConcurrency", reason: error.reason }) : error
+      error._tag === "PoolConfigError" && error.field === "multiplex"
+        ? new PoolConfigError({ field: "multiplexConcurrency", reason: error.reason })
+        : error
     )
   )
   const pool = engine
@@ -465,7 +467,7 @@ export const make = Effect.fnUntraced(function*(
   config: Config
 ): Effect.fn.Return<
   { readonly pool: PgPool; readonly client: PgClient.PgClient },
-  PoolConfigError,
+  PoolConfigError | PoolTimeout,
   Scope.Scope | Reactivity.Reactivity
 > {
   let connectOptions = connectionOf(config)
@@ -495,7 +497,7 @@ export const make = Effect.fnUntraced(function*(
 
 const layerFrom = <E, R>(
   config: Effect.Effect<Config, E, R>
-): Layer.Layer<PgPool | SqlClient.SqlClient | PgClient.PgClient, E | PoolConfigError, Exclude<R, Scope.Scope>> =>
+): Layer.Layer<PgPool | SqlClient.SqlClient | PgClient.PgClient, E | PoolConfigError | PoolTimeout, Exclude<R, Scope.Scope>> =>
   Layer.effectContext(
     Effect.gen(function*() {
       const { client, pool } = yield* make(yield* config)
@@ -528,7 +530,7 @@ const layerFrom = <E, R>(
  */
 export const layer = (
   config: Config
-): Layer.Layer<PgPool | SqlClient.SqlClient | PgClient.PgClient, PoolConfigError> => layerFrom(Effect.succeed(config))
+): Layer.Layer<PgPool | SqlClient.SqlClient | PgClient.PgClient, PoolConfigError | PoolTimeout> => layerFrom(Effect.succeed(config))
 
 /**
  * A layer whose configuration comes from `Config`s (environment, files, or any `ConfigProvider`).
@@ -550,7 +552,7 @@ export const layer = (
  */
 export const layerConfig = (
   config: Config_.Wrap<Config>
-): Layer.Layer<PgPool | SqlClient.SqlClient | PgClient.PgClient, PoolConfigError | Config_.ConfigError> =>
+): Layer.Layer<PgPool | SqlClient.SqlClient | PgClient.PgClient, PoolConfigError | PoolTimeout | Config_.ConfigError> =>
   layerFrom(Config_.unwrap(config))
 
 const optional = <A>(config: Config_.Config<A>) => Config_.option(config)
@@ -559,8 +561,8 @@ const optional = <A>(config: Config_.Config<A>) => Config_.option(config)
  * The configuration `PgPoolLive` reads: `DATABASE_URL`, or `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
  * `PGDATABASE`, `PGAPPNAME`; and `PGPOOL_NAME`, `PGPOOL_MIN_SIZE`, `PGPOOL_MAX_SIZE`, `PGPOOL_TIMEOUT`,
  * `PGPOOL_MAX_WAITING`, `PGPOOL_MAX_LIFETIME`, `PGPOOL_MAX_IDLE`, `PGPOOL_MAX_USES`, `PGPOOL_NUM_WORKERS`,
- * `PGPOOL_RECONNECT_TIMEOUT`, `PGPOOL_CLOSE_TIMEOUT`, `PGPOOL_RESET` (auto | always | none). Durations are written
- * like `30 seconds` or `500 millis`. Unset variables take the defaults.
+ * `PGPOOL_RECONNECT_TIMEOUT`, `PGPOOL_CLOSE_TIMEOUT`, `PGPOOL_WAIT_ON_OPEN`, `PGPOOL_RESET` (auto | always | none).
+ * Durations are written like `30 seconds` or `500 millis`. Unset variables take the defaults.
  *
  * **Example**
  *
@@ -593,6 +595,7 @@ export const configFromEnv: Config_.Config<Config> = Config_.all({
   numWorkers: optional(Config_.Int("PGPOOL_NUM_WORKERS")),
   reconnectTimeout: optional(Config_.Duration("PGPOOL_RECONNECT_TIMEOUT")),
   closeTimeout: optional(Config_.Duration("PGPOOL_CLOSE_TIMEOUT")),
+  waitOnOpen: optional(Config_.Duration("PGPOOL_WAIT_ON_OPEN")),
   reset: optional(Config_.Literals(["auto", "always", "none"], "PGPOOL_RESET"))
 }).pipe(
   Config_.map((options) => {
@@ -627,7 +630,7 @@ export const configFromEnv: Config_.Config<Config> = Config_.all({
  */
 export const PgPoolLive: Layer.Layer<
   PgPool | SqlClient.SqlClient | PgClient.PgClient,
-  PoolConfigError | Config_.ConfigError
+  PoolConfigError | PoolTimeout | Config_.ConfigError
 > = layerFrom(configFromEnv)
 
 /**
@@ -648,7 +651,7 @@ export const PgPoolLive: Layer.Layer<
  */
 export const layerNull = (
   config: Omit<Config, "nullPool" | "minSize">
-): Layer.Layer<PgPool | SqlClient.SqlClient | PgClient.PgClient, PoolConfigError> =>
+): Layer.Layer<PgPool | SqlClient.SqlClient | PgClient.PgClient, PoolConfigError | PoolTimeout> =>
   layer({ ...config, minSize: 0, nullPool: true })
 
 /**

@@ -58,6 +58,9 @@ import type { PoolStats } from "./PoolStats.ts"
  * - `multiplex` (1 = off): how many `withShared` statements may run on one connection at once. Shared use leaves the
  *   connection idle (`poolAvailable` counts it); closing, resetting or retiring it waits until its last shared
  *   statement ends. Exclusive acquisitions still take connections whole.
+ * - `waitOnOpen` (false): `make` returns once `minSize` connections are open (psycopg's `open(wait=True)`), or fails
+ *   with `PoolTimeout` (carrying the last connect error) after this long, closing what did open; `true` waits up to
+ *   `timeout`. Off, `make` returns at once and the pool fills in the background.
  *
  * **Example**
  *
@@ -90,6 +93,7 @@ export interface Options<C, E = unknown> {
   readonly nullPool?: boolean | undefined
   readonly metricsInterval?: Duration.Input | undefined
   readonly multiplex?: number | undefined
+  readonly waitOnOpen?: boolean | Duration.Input | undefined
 }
 
 /**
@@ -226,7 +230,8 @@ export interface Pool<C> {
  * **Details**
  *
  * Validates the options first (a `PoolConfigError` names the field), then starts filling to `minSize` in the
- * background and returns at once; use `wait` to block until the pool is ready.
+ * background and returns at once; use `wait` to block until the pool is ready, or `waitOnOpen` to make `make`
+ * itself wait (and fail with `PoolTimeout` when the connections do not open in time).
  *
  * **Example**
  *
@@ -248,4 +253,4 @@ export interface Pool<C> {
 export const make: <C, E = unknown>(
   connector: Connector<C, E>,
   options?: Options<C, E>
-) => Effect.Effect<Pool<C>, PoolConfigError, Scope.Scope> = internal.make
+) => Effect.Effect<Pool<C>, PoolConfigError | PoolTimeout, Scope.Scope> = internal.make

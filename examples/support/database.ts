@@ -19,7 +19,7 @@ import type * as Scope from "effect/Scope"
 import type * as PgClient from "@effect/sql-pg/PgClient"
 import type * as SqlClient from "effect/sql/SqlClient"
 import { PgPool } from "../../src/index.ts"
-import type { PoolConfigError } from "../../src/PoolError.ts"
+import type { PoolConfigError, PoolTimeout } from "../../src/PoolError.ts"
 
 /** The database an example runs against. */
 export interface Database {
@@ -122,7 +122,7 @@ export const layerPool = (
   config: Omit<PgPool.Config, "url">
 ): Layer.Layer<
   PgPool.PgPool | SqlClient.SqlClient | PgClient.PgClient | Database,
-  DatabaseError | PoolConfigError
+  DatabaseError | PoolConfigError | PoolTimeout
 > =>
   Layer.unwrap(
     Effect.map(Database, (database) => PgPool.layer({ ...config, url: Redacted.make(database.url) }))

@@ -35,6 +35,8 @@ export interface Resolved<C, E> {
   readonly metricsIntervalMs: number
   /** Shared statements per connection at once; 1 when multiplexing is off. */
   readonly multiplex: number
+  /** How long `make` waits for minSize connections; undefined: it does not wait. */
+  readonly waitOnOpenMs: number | undefined
 }
 
 let poolCounter = 0
@@ -98,11 +100,13 @@ export const resolve = Effect.fnUntraced(function*<C, E>(options: Options<C, E>)
   const name = options.name ?? `pool-${++poolCounter}`
   if (typeof name !== "string" || name.length === 0) return yield* fail("name", "must be a non-empty string")
   const check = options.check
+  const timeoutMs = yield* millis("timeout", options.timeout, 30_000)
+  const waitOnOpen = options.waitOnOpen
   const resolved: Resolved<C, E> = {
     name,
     minSize: size.minSize,
     maxSize: size.maxSize,
-    timeoutMs: yield* millis("timeout", options.timeout, 30_000),
+    timeoutMs,
     maxWaiting: yield* integer("maxWaiting", options.maxWaiting, 0, 0),
     maxLifetimeMs: yield* millis("maxLifetime", options.maxLifetime, 3_600_000, { positive: true }),
     maxIdleMs: yield* millis("maxIdle", options.maxIdle, 600_000, { positive: true }),
@@ -119,7 +123,12 @@ export const resolve = Effect.fnUntraced(function*<C, E>(options: Options<C, E>)
     closeTimeoutMs: yield* millis("closeTimeout", options.closeTimeout, 5000),
     nullPool,
     metricsIntervalMs: yield* millis("metricsInterval", options.metricsInterval, 5000, { positive: true }),
-    multiplex: yield* integer("multiplex", options.multiplex, 1, 1)
+    multiplex: yield* integer("multiplex", options.multiplex, 1, 1),
+    waitOnOpenMs: waitOnOpen === undefined || waitOnOpen === false
+      ? undefined
+      : waitOnOpen === true
+      ? timeoutMs
+      : yield* millis("waitOnOpen", waitOnOpen, timeoutMs, { positive: true })
   }
   if (resolved.multiplex === Infinity) return yield* fail("multiplex", "must be finite")
   if (options.numWorkers !== undefined && nullPool) yield* integer("numWorkers", options.numWorkers, 3, 1)

@@ -122,7 +122,7 @@ const interruptedOrDied = (exit: Exit.Exit<unknown, unknown>): boolean =>
 export const make = Effect.fnUntraced(function*<C, E = unknown>(
   connector: Connector<C, E>,
   options: Options<C, E> = {}
-): Effect.fn.Return<Pool<C>, PoolConfigError, Scope.Scope> {
+): Effect.fn.Return<Pool<C>, PoolConfigError | PoolTimeout, Scope.Scope> {
   const cfg = yield* resolve(options)
   const context = yield* Effect.context<never>()
   const clock = yield* Clock.Clock
@@ -1092,5 +1092,9 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
     close,
     isClosing: Effect.sync(() => closing)
   }
+  // psycopg's open(wait=True), asyncpg's create_pool: the caller gets a pool with minSize connections open, or the
+  // reason it has none (a PoolTimeout carrying the last connect error); the scope's finalizer closes what did open.
+  // Nothing else can close the pool before it is returned, so PoolClosed here is a defect.
+  if (cfg.waitOnOpenMs !== undefined) yield* Effect.catchTag(pool.wait(cfg.waitOnOpenMs), "PoolClosed", Effect.die)
   return pool
 })

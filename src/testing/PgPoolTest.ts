@@ -26,7 +26,7 @@ import { Lease } from "../internal/lease.ts"
 import { validateConnection } from "../internal/validate.ts"
 import * as PgConnector from "../PgConnector.ts"
 import * as PgPool from "../PgPool.ts"
-import type { PoolConfigError } from "../PoolError.ts"
+import type { PoolConfigError, PoolTimeout } from "../PoolError.ts"
 import type { FaultControls } from "./MockConnector.ts"
 
 /**
@@ -318,7 +318,7 @@ export const make = Effect.fnUntraced(function*(
   options: Options = {}
 ): Effect.fn.Return<
   { readonly pool: PgPool.PgPool; readonly client: PgClient.PgClient; readonly test: PgPoolTest },
-  PoolConfigError,
+  PoolConfigError | PoolTimeout,
   Scope.Scope | Reactivity.Reactivity
 > {
   const clock = yield* Clock.Clock
@@ -575,7 +575,7 @@ export const make = Effect.fnUntraced(function*(
  */
 export const layer = (
   options: Options = {}
-): Layer.Layer<PgPool.PgPool | SqlClient.SqlClient | PgClient.PgClient | PgPoolTest, PoolConfigError> =>
+): Layer.Layer<PgPool.PgPool | SqlClient.SqlClient | PgClient.PgClient | PgPoolTest, PoolConfigError | PoolTimeout> =>
   Layer.effectContext(
     Effect.map(make(options), ({ client, pool, test }) =>
       Context.make(PgPool.PgPool, pool).pipe(

@@ -1,7 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Pool from "../../src/Pool.ts"
-import type { PoolConfigError } from "../../src/PoolError.ts"
 import * as MockConnector from "../../src/testing/MockConnector.ts"
 
 describe("sizing", () => {
@@ -10,7 +9,7 @@ describe("sizing", () => {
       const mock = yield* MockConnector.make()
       const makeError = (options: Pool.Options<MockConnector.MockConnection>) =>
         Effect.flip(Effect.scoped(Pool.make(mock.connector, options)))
-      const field = (error: PoolConfigError) => [error._tag, error.field]
+      const field = (error: { readonly _tag: string; readonly field?: string }) => [error._tag, error.field]
 
       // make
       assert.deepStrictEqual(field(yield* makeError({ minSize: -1 })), ["PoolConfigError", "minSize"])
@@ -22,6 +21,8 @@ describe("sizing", () => {
       assert.deepStrictEqual(field(yield* makeError({ minSize: 0 })), ["PoolConfigError", "maxSize"])
       assert.deepStrictEqual(field(yield* makeError({ numWorkers: 0 })), ["PoolConfigError", "numWorkers"])
       assert.deepStrictEqual(field(yield* makeError({ numWorkers: -2 })), ["PoolConfigError", "numWorkers"])
+      assert.deepStrictEqual(field(yield* makeError({ waitOnOpen: "soon" as "1 second" })), ["PoolConfigError", "waitOnOpen"])
+      assert.deepStrictEqual(field(yield* makeError({ waitOnOpen: 0 })), ["PoolConfigError", "waitOnOpen"])
       assert.deepStrictEqual(
         (yield* makeError({ minSize: 3, maxSize: 2 })).message,
         "PoolConfigError: maxSize must be >= minSize (3), got 2"

@@ -71,4 +71,22 @@ describe("wrong password on a real server", () => {
       assertAuthTimeout(yield* Effect.flip(PgPool.unwrapPoolError(p.sql`SELECT 1`)))
       assertAuthTimeout(yield* Effect.flip(p.pool.wait("500 millis")))
     })))
+
+  it.live("waitOnOpen with a wrong password: building the layer fails with the AuthenticationError, backing off", () =>
+    noUnhandledErrors(Effect.gen(function*() {
+      let attempts = 0
+      const password = Effect.sync(() => {
+        attempts++
+        return Redacted.make("wrong-password")
+      })
+      const [elapsed, error] = yield* timedMillis(
+        Effect.flip(Effect.scoped(makePool({ password, minSize: 2, waitOnOpen: "2500 millis" })))
+      )
+      assert.strictEqual(assertAuthTimeout(error).timeoutMs, 2500)
+      assert.isAtLeast(elapsed, 2400)
+      assert.isBelow(elapsed, 4000)
+      // The first wave (minSize connects at once), then one probe per backoff step (1 s, 2 s): not a hot loop.
+      assert.isAtLeast(attempts, 2 + 1)
+      assert.isAtMost(attempts, 2 + 3)
+    })))
 })

@@ -16,7 +16,7 @@ import type * as Scope from "effect/Scope"
 import * as SqlClient from "effect/sql/SqlClient"
 import { randomBytes } from "node:crypto"
 import * as PgPool from "../../src/PgPool.ts"
-import type { PoolConfigError } from "../../src/PoolError.ts"
+import type { PoolConfigError, PoolTimeout } from "../../src/PoolError.ts"
 import { type Backend, backends, databaseUrl, quoteIdentifier, withAdmin } from "../support/Db.ts"
 
 /** A unique `application_name` (at most 63 bytes). */
@@ -38,7 +38,7 @@ export interface TestPool {
 export const makePool = (
   config: Partial<PgPool.Config> & { readonly url?: Redacted.Redacted | undefined } = {},
   options: { readonly url?: string | undefined } = {}
-): Effect.Effect<TestPool, PoolConfigError, Scope.Scope> =>
+): Effect.Effect<TestPool, PoolConfigError | PoolTimeout, Scope.Scope> =>
   Effect.suspend(() => {
     const applicationName = config.applicationName ?? uniqueName("pgtest")
     const layer = PgPool.layer({
