@@ -172,7 +172,15 @@ const LogShutdown = Layer.effectDiscard(Effect.gen(function*() {
   )
 }))
 
-const PoolLive = Database.layerPool({ name: "http", minSize: 2, maxSize: 10, timeout: "5 seconds" })
+// The server listens only once minSize connections are open (`waitOnOpen`): the first requests find a warm pool, and a
+// database that cannot be reached fails the start with a PoolTimeout that says why.
+const PoolLive = Database.layerPool({
+  name: "http",
+  minSize: 2,
+  maxSize: 10,
+  timeout: "5 seconds",
+  waitOnOpen: "10 seconds"
+})
 
 const ServerLive = NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" })
 

@@ -497,7 +497,11 @@ export const make = Effect.fnUntraced(function*(
 
 const layerFrom = <E, R>(
   config: Effect.Effect<Config, E, R>
-): Layer.Layer<PgPool | SqlClient.SqlClient | PgClient.PgClient, E | PoolConfigError | PoolTimeout, Exclude<R, Scope.Scope>> =>
+): Layer.Layer<
+  PgPool | SqlClient.SqlClient | PgClient.PgClient,
+  E | PoolConfigError | PoolTimeout,
+  Exclude<R, Scope.Scope>
+> =>
   Layer.effectContext(
     Effect.gen(function*() {
       const { client, pool } = yield* make(yield* config)
@@ -530,7 +534,8 @@ const layerFrom = <E, R>(
  */
 export const layer = (
   config: Config
-): Layer.Layer<PgPool | SqlClient.SqlClient | PgClient.PgClient, PoolConfigError | PoolTimeout> => layerFrom(Effect.succeed(config))
+): Layer.Layer<PgPool | SqlClient.SqlClient | PgClient.PgClient, PoolConfigError | PoolTimeout> =>
+  layerFrom(Effect.succeed(config))
 
 /**
  * A layer whose configuration comes from `Config`s (environment, files, or any `ConfigProvider`).

@@ -91,4 +91,19 @@ describe("fill", () => {
       assert.deepStrictEqual(mock.attemptTimes, [0, 0, 100])
       yield* Fiber.await(made)
     }))
+
+  it.effect("waitOnOpen: interrupting the build closes what opened and stops connecting", () =>
+    Effect.gen(function*() {
+      const mock = yield* MockConnector.make({ connectLatency: "100 millis" })
+      const made = yield* start(
+        Effect.scoped(Pool.make(mock.connector, { minSize: 4, numWorkers: 2, waitOnOpen: "1 second" }))
+      )
+      yield* TestClock.adjust(150)
+      assert.strictEqual(mock.open.size, 2)
+      yield* Fiber.interrupt(made)
+      assert.strictEqual(mock.open.size, 0)
+      yield* TestClock.adjust("5 seconds")
+      // The two connects started at 100 were interrupted with the pool; none was tried after.
+      assert.deepStrictEqual([mock.attemptTimes, mock.open.size], [[0, 0, 100, 100], 0])
+    }))
 })
