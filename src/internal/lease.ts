@@ -6,6 +6,7 @@
  */
 import type * as PgConnection from "@effect/sql-pg/PgConnection"
 import type * as Arr from "effect/Array"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import { identity } from "effect/Function"
 import type * as Queue from "effect/Queue"
@@ -44,7 +45,10 @@ export class Lease implements Connection {
     return this.session.processId
   }
 
-  /** One statement: refused after release, tracked, its errors noted, its result shaped by `onSuccess` (one step). */
+  /**
+   * One statement: refused after release, tracked, its errors noted, its result shaped by `onSuccess` in the same
+   * frame (`Effect.mapBoth` would add a `sync` step to every statement).
+   */
   private guard<A, B, R>(
     sql: string,
     operation: string,
@@ -54,7 +58,10 @@ export class Lease implements Connection {
     const session = this.session
     if (session.epoch !== this.epoch) return Effect.fail(released(operation))
     track(session, sql)
-    return Effect.mapBoth(f(this.connection), { onFailure: (error) => noteError(session, error), onSuccess })
+    return Effect.matchCauseEffect(f(this.connection), {
+      onFailure: (cause) => Effect.failCause(Cause.map(cause, (error) => noteError(session, error))),
+      onSuccess: (a) => Effect.succeed(onSuccess(a))
+    })
   }
 
   query(sql: string, params: ReadonlyArray<unknown> = [], prepare?: boolean) {
