@@ -91,6 +91,17 @@ export const sizes = (
     })
   })
 
+/** `waitOnOpen` in milliseconds: undefined when off, the pool's `timeout` when `true`. */
+const waitOnOpenMs = (
+  input: boolean | Duration.Input | undefined,
+  timeoutMs: number
+): Effect.Effect<number | undefined, PoolConfigError> =>
+  input === undefined || input === false
+    ? Effect.succeed(undefined)
+    : input === true
+    ? Effect.succeed(timeoutMs)
+    : millis("waitOnOpen", input, timeoutMs, { positive: true })
+
 export const resolve = Effect.fnUntraced(function*<C, E>(options: Options<C, E>) {
   const nullPool = options.nullPool === true
   if (nullPool && options.minSize !== undefined && options.minSize !== 0) {
@@ -101,7 +112,6 @@ export const resolve = Effect.fnUntraced(function*<C, E>(options: Options<C, E>)
   if (typeof name !== "string" || name.length === 0) return yield* fail("name", "must be a non-empty string")
   const check = options.check
   const timeoutMs = yield* millis("timeout", options.timeout, 30_000)
-  const waitOnOpen = options.waitOnOpen
   const resolved: Resolved<C, E> = {
     name,
     minSize: size.minSize,
@@ -124,11 +134,7 @@ export const resolve = Effect.fnUntraced(function*<C, E>(options: Options<C, E>)
     nullPool,
     metricsIntervalMs: yield* millis("metricsInterval", options.metricsInterval, 5000, { positive: true }),
     multiplex: yield* integer("multiplex", options.multiplex, 1, 1),
-    waitOnOpenMs: waitOnOpen === undefined || waitOnOpen === false
-      ? undefined
-      : waitOnOpen === true
-      ? timeoutMs
-      : yield* millis("waitOnOpen", waitOnOpen, timeoutMs, { positive: true })
+    waitOnOpenMs: yield* waitOnOpenMs(options.waitOnOpen, timeoutMs)
   }
   if (resolved.multiplex === Infinity) return yield* fail("multiplex", "must be finite")
   if (options.numWorkers !== undefined && nullPool) yield* integer("numWorkers", options.numWorkers, 3, 1)
