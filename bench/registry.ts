@@ -16,6 +16,9 @@ export type Role =
   | "ours-multiplex"
   | "exclusive-peer"
   | "multiplex-peer"
+  /** no pool: workers bound to connections of the same driver and effect/sql, what a pool costing nothing reaches */
+  | "ceiling"
+  | "ceiling-multiplex"
   /** pgbench: the server's limit */
   | "limit"
   | "limit-pipelined"
@@ -82,6 +85,24 @@ export const clients: ReadonlyArray<Client> = [
     mode: "multiplex",
     role: "multiplex-peer",
     workloads: ["w1", "w2", "w4", "w5"]
+  },
+  {
+    id: "no-pool",
+    label: "ceiling: no pool (@effect/sql-pg connections, each worker bound to one)",
+    kind: "node",
+    runner: "no-pool.ts",
+    mode: "exclusive",
+    role: "ceiling",
+    workloads: ["w1", "w2"]
+  },
+  {
+    id: "no-pool-multiplex",
+    label: "ceiling: no pool, multiplex (32 workers per pipelined connection)",
+    kind: "node",
+    runner: "no-pool.ts",
+    mode: "multiplex",
+    role: "ceiling-multiplex",
+    workloads: ["w1"]
   },
   { id: "pg", label: "pg.Pool", kind: "node", runner: "pg.ts", role: "exclusive-peer", workloads: all },
   { id: "postgres", label: "postgres.js", kind: "node", runner: "postgres.ts", role: "exclusive-peer", workloads: all },

@@ -22,10 +22,15 @@ import {
 export interface EffectClientOptions<R> {
   /** Extra figures for w5 (pool size and so on), read after the burst. */
   readonly poolInfo?: Effect.Effect<Record<string, unknown>, never, R> | undefined
+  /** W1/W2 only: the `SqlClient` each worker uses (by its index) instead of the layer's one. */
+  readonly clientFor?: Effect.Effect<(worker: number) => SqlClient, never, R> | undefined
 }
 
-const replicate = <A, E, R>(n: number, effect: Effect.Effect<A, E, R>) =>
-  Effect.forEach(Array.from({ length: n }), () => effect, { concurrency: "unbounded", discard: true })
+const replicate = <A, E, R>(n: number, effect: Effect.Effect<A, E, R> | ((index: number) => Effect.Effect<A, E, R>)) =>
+  Effect.forEach(Array.from({ length: n }), (_, i) => typeof effect === "function" ? effect(i) : effect, {
+    concurrency: "unbounded",
+    discard: true
+  })
 
 /**
  * Opens the pool before the workers start: `n` concurrent short sleeps, then a pause for connects still under way.
@@ -42,8 +47,9 @@ export const runEffectClient = <E, R>(
   let lastError: unknown
   const program = Effect.gen(function*() {
     const sql = yield* SqlClient
-    const query = () => sql`SELECT 1`
-    const transaction = (id: number) =>
+    const clientFor = options.clientFor === undefined ? () => sql : yield* options.clientFor
+    const query = (sql: SqlClient) => sql`SELECT 1`
+    const transaction = (sql: SqlClient, id: number) =>
       sql.withTransaction(
         Effect.andThen(
           sql`UPDATE accounts SET balance = balance + 1 WHERE id = ${id}`,
@@ -54,22 +60,25 @@ export const runEffectClient = <E, R>(
       case "w1":
       case "w2": {
         const rec = new Recorder()
-        const op = args.workload === "w1" ? query : () => transaction(randomId(args.accounts))
-        yield* warm(sql, args.poolMin)
+        const op = args.workload === "w1" ? query : (sql: SqlClient) => transaction(sql, randomId(args.accounts))
+        const clients = new Set(Array.from({ length: args.concurrency }, (_, i) => clientFor(i)))
+        yield* Effect.forEach(clients, (sql) => warm(sql, args.poolMin), { concurrency: "unbounded", discard: true })
         setTimeout(() => rec.start(), args.warmupMs)
         setTimeout(() => rec.stop(), args.warmupMs + args.durationMs)
-        const worker = Effect.gen(function*() {
-          while (rec.phase < 2) {
-            const t0 = performance.now()
-            const exit = yield* Effect.exit(op())
-            if (exit._tag === "Success") rec.ok(t0)
-            else {
-              lastError = exit.cause
-              rec.fail()
-              yield* Effect.sleep(1)
+        const worker = (index: number) =>
+          Effect.gen(function*() {
+            const sql = clientFor(index)
+            while (rec.phase < 2) {
+              const t0 = performance.now()
+              const exit = yield* Effect.exit(op(sql))
+              if (exit._tag === "Success") rec.ok(t0)
+              else {
+                lastError = exit.cause
+                rec.fail()
+                yield* Effect.sleep(1)
+              }
             }
-          }
-        })
+          })
         yield* replicate(args.concurrency, worker)
         yield* Effect.promise(() => rec.flushed())
         emit(rec.result({ lastError: lastError === undefined ? undefined : String(lastError) }))
@@ -79,7 +88,7 @@ export const runEffectClient = <E, R>(
         const timeline = new Timeline()
         const worker = Effect.gen(function*() {
           while (true) {
-            const exit = yield* Effect.exit(query())
+            const exit = yield* Effect.exit(query(sql))
             if (exit._tag === "Success") timeline.success()
             else {
               lastError = exit.cause
@@ -109,7 +118,7 @@ export const runEffectClient = <E, R>(
           args.concurrency,
           Effect.suspend(() => {
             const start = performance.now()
-            return Effect.exit(query()).pipe(Effect.map((exit) => {
+            return Effect.exit(query(sql)).pipe(Effect.map((exit) => {
               if (exit._tag === "Success") hist.record((performance.now() - start) * 1000)
               else {
                 lastError = exit.cause
