@@ -11,10 +11,11 @@ import * as Effect from "effect/Effect"
 import type * as Reactivity from "effect/reactivity/Reactivity"
 import type * as Scope from "effect/Scope"
 import * as SqlClient from "effect/sql/SqlClient"
-import type { Connection } from "effect/sql/SqlConnection"
+import type { Borrower, Connection } from "effect/sql/SqlConnection"
 import { ConnectionError, SqlError, UnknownError } from "effect/sql/SqlError"
 import * as Statement from "effect/sql/Statement"
 import { Lease } from "./internal/lease.ts"
+import { sharedAs } from "./internal/pool.ts"
 import type { PgSession } from "./PgConnector.ts"
 import type { AcquireOptions, Pool } from "./Pool.ts"
 import { isPoolError, type PoolError } from "./PoolError.ts"
@@ -167,10 +168,16 @@ export const make = Effect.fnUntraced(function*(
   options: ClientOptions
 ): Effect.fn.Return<PgClient.PgClient, never, Scope.Scope | Reactivity.Reactivity> {
   const acquirer: Effect.Effect<Connection, SqlError, Scope.Scope> = liftPoolError(exclusiveLease(pool, options))
+  // Every `sql` statement borrows: with this project's engine its pool errors are mapped where they arise, so a
+  // statement carries no `mapError` frame (~170 ns of a ~3 µs statement on an instant driver).
+  const shared = sharedAs(pool)
+  const borrower: Borrower = shared === undefined
+    ? (f) => liftPoolError(pool.withShared((session) => f(new Lease(session))))
+    : (f) => shared((session) => f(new Lease(session)), undefined, toSqlError)
   const client = yield* SqlClient.make({
     driver: "pg",
     acquirer,
-    borrower: (f) => liftPoolError(pool.withShared((session) => f(new Lease(session)))),
+    borrower,
     transactionAcquirer: acquirer,
     compiler: PgClient.makeCompiler(options.transformQueryNames, options.transformJson),
     prepareTransactionControls: true,

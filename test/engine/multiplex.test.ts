@@ -2,7 +2,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber } from "effect"
 import type * as Pool from "../../src/Pool.ts"
 import * as MockConnector from "../../src/testing/MockConnector.ts"
-import { at, fork, makePool, readyAt, tagOf } from "./helpers2.ts"
+import { sharedAs } from "../../src/internal/pool.ts"
+import { at, errorOf, fork, makePool, now, readyAt, tagOf } from "./helpers2.ts"
 
 type Conn = MockConnector.MockConnection
 
@@ -158,5 +159,33 @@ describe("multiplex", () => {
       yield* at(1100)
       assert.deepStrictEqual([mock.counts.closes, mock.open.size], [2, 0])
       assert.isTrue(Exit.isSuccess(closing.pollUnsafe()!))
+    }))
+
+  it.effect("sharedAs: the acquisition's own errors arrive mapped (shared and exclusive pools); a spread copy has none", () =>
+    Effect.gen(function*() {
+      const mock = yield* MockConnector.make({ connectLatency: "100 millis" })
+      for (const multiplex of [1, 2]) {
+        const pool = yield* makePool(mock.connector, { minSize: 1, maxSize: 1, multiplex })
+        yield* readyAt(pool, (yield* now) + 100)
+        const shared = sharedAs(pool)
+        assert.isDefined(shared)
+        const start = yield* now
+        // The only connection is busy (exclusively) for 100 ms: the shared run waits, and times out at exactly 50 ms.
+        yield* fork(pool.withConnection(() => Effect.sleep("100 millis")))
+        const waiting = yield* fork(Effect.exit(shared!((conn) => Effect.succeed(conn.id), { timeout: "50 millis" }, (e) => `mapped ${e._tag}`)))
+        yield* at(start + 49)
+        assert.isUndefined(waiting.pollUnsafe())
+        yield* at(start + 50)
+        const exit = waiting.pollUnsafe()
+        assert.isTrue(exit !== undefined && Exit.isSuccess(exit))
+        assert.strictEqual(errorOf((exit as Exit.Success<Exit.Exit<number, string>>).value), "mapped PoolTimeout")
+        // The run's own errors pass through unmapped.
+        yield* at(start + 100)
+        const own = yield* Effect.exit(shared!(() => Effect.fail("own" as const), undefined, (e) => `mapped ${e._tag}`))
+        assert.deepStrictEqual(own, Exit.fail("own"))
+        yield* at(start + 200)
+      }
+      const pool = yield* makePool(mock.connector, { minSize: 0, maxSize: 1 })
+      assert.isUndefined(sharedAs({ ...pool }))
     }))
 })
