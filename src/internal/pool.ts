@@ -1076,8 +1076,8 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
   const pool: Pool<C> = {
     name: cfg.name,
     connection,
-    withConnection: (f, options) => withConnection(f, options),
-    withShared: (f, options) => withShared(f, options),
+    withConnection,
+    withShared,
     invalidate: (conn) =>
       Effect.sync(() => {
         const entry = byConn.get(conn)
