@@ -995,8 +995,9 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
       // connection is full, wait for a slot instead of taking one of them.
       const full = idle.length > 0 && waiters.length === 0 && !closing
       const timeoutMs = timeoutOf(options)
-      return Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(mapped(full ? slowAcquire(restore, timeoutMs, false) : acquire(restore, timeoutMs), onPoolError), (taken) => {
+      return Effect.uninterruptibleMask((restore) => {
+        const acquisition = full ? slowAcquire(restore, timeoutMs, false) : acquire(restore, timeoutMs)
+        return Effect.flatMap(mapped(acquisition, onPoolError), (taken) => {
           if (taken.leak !== undefined) {
             taken.leak.interruptUnsafe()
             taken.leak = undefined
@@ -1008,7 +1009,7 @@ export const make = Effect.fnUntraced(function*<C, E = unknown>(
           held.entry = taken
           return restore(run(f, taken.conn))
         })
-      )
+      })
     }, (entry, _, startedAt) => unshare(entry, startedAt))
   }
 

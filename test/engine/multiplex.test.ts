@@ -172,7 +172,8 @@ describe("multiplex", () => {
         const start = yield* now
         // The only connection is busy (exclusively) for 100 ms: the shared run waits, and times out at exactly 50 ms.
         yield* fork(pool.withConnection(() => Effect.sleep("100 millis")))
-        const waiting = yield* fork(Effect.exit(shared!((conn) => Effect.succeed(conn.id), { timeout: "50 millis" }, (e) => `mapped ${e._tag}`)))
+        const mapper = (e: { readonly _tag: string }) => `mapped ${e._tag}`
+        const waiting = yield* fork(Effect.exit(shared!((conn) => Effect.succeed(conn.id), { timeout: "50 millis" }, mapper)))
         yield* at(start + 49)
         assert.isUndefined(waiting.pollUnsafe())
         yield* at(start + 50)
@@ -181,7 +182,7 @@ describe("multiplex", () => {
         assert.strictEqual(errorOf((exit as Exit.Success<Exit.Exit<number, string>>).value), "mapped PoolTimeout")
         // The run's own errors pass through unmapped.
         yield* at(start + 100)
-        const own = yield* Effect.exit(shared!(() => Effect.fail("own" as const), undefined, (e) => `mapped ${e._tag}`))
+        const own = yield* Effect.exit(shared!(() => Effect.fail("own" as const), undefined, mapper))
         assert.deepStrictEqual(own, Exit.fail("own"))
         yield* at(start + 200)
       }
